@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 _PREFIX = "module."  # what torch.nn.DataParallel adds to every key
 _COUNTER_SUFFIX = "num_batches_tracked"  # BatchNorm counters: old checkpoints lack them
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 is a zip archive
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # torch colours parts of its messages
 
 
 class CheckpointError(ValueError):
@@ -73,9 +78,30 @@ def _abbreviate(keys: tuple[str, ...], shown: int = 3) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else ""
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+    text = _ANSI_ESCAPE.sub("", str(error)).strip()
+    line = text.splitlines()[0].split(". ")[0] if text else ""
+    if len(line) > 160:
+        line = line[:157] + "..."
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+def _describe_load_error(path: Path, error: BaseException) -> str:
+    """Why ``torch.load`` could not read ``path``, in a few words."""
+    with path.open("rb") as file:
+        head = file.read(4)
+    if not head:
+        return "empty file"
+    refused = _REFUSED_GLOBAL.search(str(error))
+    if refused:
+        return (
+            f"holds a pickled {refused.group(1)}, refused by weights_only loading "
+            "(a checkpoint holds tensors and plain containers only)"
+        )
+    if head == _ZIP_MAGIC or isinstance(error, EOFError) or "unexpected EOF" in str(error):
+        return f"truncated or damaged checkpoint ({_first_line(error)})"
+    if isinstance(error, pickle.UnpicklingError):
+        return "not a PyTorch checkpoint (no readable pickle data)"
+    return f"not a PyTorch checkpoint ({_first_line(error)})"
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -89,9 +115,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for a damaged or foreign file
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({_first_line(error)})"
-        ) from error
+        raise CheckpointError(f"{path}: {_describe_load_error(path, error)}") from error
     if not isinstance(payload, Mapping):
         raise CheckpointError(
             f"{path}: expected a dict {{'model': state_dict}} or a state dict, "
