@@ -6,6 +6,7 @@ kind dropped into tests/data/golden/ run through the same test.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,16 @@ def assert_close_to_range(actual: torch.Tensor, expected: np.ndarray, rel: float
 
 
 @pytest.fixture(scope="module")
-def golden_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The README's deterministic weights, saved as an authors'-format checkpoint."""
+def golden_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The README's deterministic weights, saved as an authors'-format checkpoint.
+
+    The file holds 99M float64 numbers (800 MB): removed after use, since pytest keeps the
+    temporary directories of its last runs.
+    """
     path = tmp_path_factory.mktemp("golden") / "deterministic_weights.pt"
     torch.save({"model": golden_state_dict()}, path)
-    return path
+    yield path
+    path.unlink()
 
 
 @pytest.fixture(scope="module")
