@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from vtd.data import SourceSpec, build_index
 from vtd.data._demo_scene import (
     EYE_COLOUR,
     HAIR_COLOUR,
@@ -268,3 +269,28 @@ def test_ensure_demo_is_safe_when_processes_race(tmp_path: Path) -> None:
     reference = tmp_path.parent / "reference"
     generate_demo(reference, SMALL)
     assert _files(results[0].root) == _files(reference)
+
+
+def test_the_index_reads_both_demo_data_sets_as_written(demo: DemoDatasets) -> None:
+    specs = [
+        SourceSpec(root=demo.objectattention.root),
+        SourceSpec(root=demo.videoattentiontarget.root),
+    ]
+    clips = build_index(specs, smoothing_window=1)
+    written = {annotation: (images, values) for annotation, images, values, _ in _clips(demo)}
+    assert len(clips) == len(written) == 6 * 3 + 6 * 2
+    by_format = {
+        fmt: {clip.show for clip in clips if clip.source == fmt}
+        for fmt in ("objectattention", "videoattentiontarget")
+    }
+    for dataset in (demo.objectattention, demo.videoattentiontarget):
+        assert by_format[dataset.format] == {*dataset.train, *dataset.test}
+        for split, shows in (("train", dataset.train), ("test", dataset.test)):
+            assert {
+                c.show for c in clips if c.source == dataset.format and c.subset == split
+            } == set(shows)
+    for clip in clips:
+        images, values = written[clip.annotation_file]
+        assert list(clip.frames) == images
+        np.testing.assert_array_equal(clip.boxes, values[:, :4])
+        np.testing.assert_array_equal(clip.gaze, values[:, 4:])

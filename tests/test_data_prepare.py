@@ -17,10 +17,12 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from vtd.data import SourceSpec, build_index
 from vtd.data.errors import DataError
 from vtd.data.prepare import PrepareOptions, prepare, read_targets
 
@@ -467,3 +469,29 @@ def test_options_need_exactly_one_target_source() -> None:
         PrepareOptions(target="cup", split="../train")
     with pytest.raises(ValidationError):
         PrepareOptions(target="cup", every=0)
+
+
+# --- what the index reads back -----------------------------------------------------------------
+
+
+def test_the_index_reads_what_prepare_writes(tmp_path: Path) -> None:
+    source, output = _source(tmp_path, frames=5), tmp_path / "out"
+    for session, setting in FOLDERS:
+        _keypoints(source / session / setting, dx=1.0)
+    options = PrepareOptions(targets=FIXTURES / "targets.csv", head_source="openpose", every=2)
+    report = prepare(source, output, options)
+    clips = build_index(SourceSpec(root=output), smoothing_window=1)
+    assert [(c.source, c.subset, c.show, c.clip, c.person) for c in clips] == [
+        ("objectattention", "train", session, setting, "person") for session, setting in FOLDERS
+    ]
+    for clip, prepared in zip(clips, report.clips, strict=True):
+        assert clip.frames == prepared.frames and clip.image_size == (64, 48)
+        # Frames 1, 3, 5 kept: the keypoints moved 0, 2 and 4 pixels to the right.
+        expected_boxes = [[24.65 + dx, 11.48, 36.35 + dx, 25.52] for dx in (0, 2, 4)]
+        np.testing.assert_allclose(clip.boxes, expected_boxes)
+    gaze = {(clip.show, clip.clip): clip.gaze[0].tolist() for clip in clips}
+    assert gaze == {
+        ("P01", "setting1"): [45, 35],
+        ("P01", "setting2"): [9, 32],
+        ("P02", "setting1"): [-1, -1],
+    }
