@@ -139,10 +139,10 @@ class DataConfig(_Strict):
     """Sources, the splits drawn from them, and how frames become tensors.
 
     Without `cross_validation`, `train` and `test` select clips (defaults: the `train` and
-    `test` annotation subfolders, as VideoAttentionTarget ships); `test: null` runs without a
-    test split. `validation` is either a selection like `train` (its clips are taken out of
-    train) or `{groups: n}`: n training groups held out. No clip may fall in both train and
-    test.
+    `test` annotation subfolders, as VideoAttentionTarget ships; a default `train` leaves out
+    the test clips, so listing test shows is enough); `test: null` runs without a test split.
+    `validation` is either a selection like `train` (its clips are taken out of train) or
+    `{groups: n}`: n training groups held out. No clip may fall in both train and test.
     """
 
     sources: tuple[SourceSpec, ...] = Field(min_length=1)

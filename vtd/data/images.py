@@ -22,11 +22,11 @@ from vtd.data.errors import DataError
 @cache
 def image_extensions() -> frozenset[str]:
     """Lower-case file extensions (with the dot) of the formats that PIL can open here."""
-    openable = set(Image.OPEN)
+    registered = Image.registered_extensions()  # loads every plugin, filling Image.OPEN
     return frozenset(
         extension.lower()
-        for extension, image_format in Image.registered_extensions().items()
-        if image_format in openable
+        for extension, image_format in registered.items()
+        if image_format in Image.OPEN
     )
 
 

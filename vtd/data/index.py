@@ -95,7 +95,8 @@ class _Problems:
 
     def frame(self, kind: str, error: DataError) -> None:
         if self.mode == "error":
-            raise error
+            # Called from `except` blocks: the reader's own exception adds nothing.
+            raise error from None
         self.counts[kind] += 1
         if self.first is None:
             self.first = error

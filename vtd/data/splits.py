@@ -154,6 +154,10 @@ def make_splits(clips: Sequence[Clip], config: DataConfig) -> Splits:
     else:
         train = select_clips(clips, config.train, "data.train")
         test = select_clips(clips, config.test, "data.test") if config.test is not None else []
+        if "train" not in config.model_fields_set:
+            # The default train split is "the rest": listing test shows is enough.
+            held = {clip.key for clip in test}
+            train = [clip for clip in train if clip.key not in held]
     if isinstance(config.validation, HoldOut):
         train, validation = _hold_out(train, config.validation, by)
     elif isinstance(config.validation, SplitSpec):

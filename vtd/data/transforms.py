@@ -216,7 +216,10 @@ def _adjust_colour(
     """
     scenes = tvf.adjust_brightness(scenes, augmentation.brightness)
     faces = tvf.adjust_brightness(faces, augmentation.brightness)
-    mean = tvf.rgb_to_grayscale(scenes).mean(dim=(-3, -2, -1), keepdim=True)
+    # numpy's float64 sum, not torch's: a multi-threaded reduction's order (and last bits)
+    # would depend on the thread count, and results must not depend on `num_workers`.
+    grey = tvf.rgb_to_grayscale(scenes).numpy().astype(np.float64)
+    mean = torch.tensor(grey.mean(axis=(-3, -2, -1)), dtype=scenes.dtype).view(-1, 1, 1, 1)
     scenes = (augmentation.contrast * scenes + (1 - augmentation.contrast) * mean).clamp(0, 1)
     faces = (augmentation.contrast * faces + (1 - augmentation.contrast) * mean).clamp(0, 1)
     scenes = tvf.adjust_saturation(scenes, augmentation.saturation)
