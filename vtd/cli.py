@@ -1,0 +1,272 @@
+"""`vtd-sweep`: the command line. Thin: parses, then calls `vtd.sweep` and `vtd.data`.
+
+    vtd-sweep run FILE [--workers N] [--dry-run] [--force-new]
+    vtd-sweep status FILE
+    vtd-sweep ui FILE [--port PORT]
+    vtd-sweep prepare SOURCE OUTPUT --target NAME | --targets CSV [...]
+
+A bad sweep file (or bad input to `prepare`) is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+USAGE_ERROR = 2
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    import optuna
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)],
+        force=True,
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+class _CtrlC:
+    """First Ctrl-C: stop cleanly (the running trial is marked interrupted); second: abort."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.stop = threading.Event()
+        self._previous: Callable | int | None = None
+
+    def __enter__(self) -> _CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous or signal.SIG_DFL)
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        self.console.print(
+            "[bold]stopping[/]: the running trial is marked interrupted and runs again next "
+            "time (Ctrl-C again to abort at once)"
+        )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vtd.sweep.config import load_sweep
+    from vtd.sweep.console import LiveProgress, plan_table, state_counts, trials_table
+    from vtd.sweep.results import trials_frame
+    from vtd.sweep.session import OPTIMISTIC_NOTE, plan, prepare, run_sweep
+
+    console = Console()
+    sweep = load_sweep(args.file)
+    if args.workers < 1:
+        raise _UsageError("--workers must be at least 1")
+    if sweep.file.objective.optimistic:
+        console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")
+    if args.dry_run:
+        study_plan = plan(sweep)
+        console.print(plan_table(sweep, study_plan))
+        console.print(
+            f"{len(study_plan.queued)} to queue, {study_plan.waiting} already queued, "
+            f"{study_plan.to_sample} still to sample, {study_plan.finished} finished"
+        )
+        return 0
+    threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else None
+    with _CtrlC(console) as ctrl_c:
+        study_plan = prepare(sweep, force_new=args.force_new, events=console.print)
+        console.print(
+            f"study {sweep.study_name}: {study_plan.total} trial(s) to run, "
+            f"{study_plan.finished} finished before; MLflow: {sweep.tracking_uri}"
+        )
+        with LiveProgress(console, study_plan.total, sweep.file.objective.metric) as progress:
+            outcome = run_sweep(
+                sweep,
+                workers=args.workers,
+                events=progress,
+                stop=ctrl_c.stop,
+                torch_threads=threads,
+                prepared=study_plan,
+            )
+    trials = trials_frame(sweep)
+    console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
+    if sweep.file.objective.optimistic:
+        console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")
+    for error in outcome.worker_errors:
+        console.print(f"[red]{error}[/]")
+    if outcome.interrupted:
+        console.print("interrupted: run the same command again to resume")
+        return 130
+    return 1 if outcome.worker_errors else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from vtd.sweep.config import load_sweep
+    from vtd.sweep.console import state_counts, trials_table
+    from vtd.sweep.results import trials_frame
+
+    console = Console()
+    sweep = load_sweep(args.file)
+    trials = trials_frame(sweep)
+    if trials.empty:
+        console.print(f"study {sweep.study_name}: no trials yet (run `vtd-sweep run {args.file}`)")
+        return 0
+    console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from vtd.sweep.config import load_sweep
+
+    sweep = load_sweep(args.file)
+    console = Console()
+    if not sweep.tracking_uri.startswith("sqlite:"):
+        console.print(f"study {sweep.study_name} is tracked by the server at {sweep.tracking_uri}")
+        return 0
+    address = f"http://{args.host}:{args.port}"
+    console.print(
+        f"MLflow UI for study {sweep.study_name} at [bold]{address}[/] "
+        f"(store {sweep.tracking_uri}); Ctrl-C to stop"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        sweep.tracking_uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    try:
+        return subprocess.run(command, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from vtd.data.errors import DataError
+    from vtd.data.prepare import PrepareOptions, prepare
+
+    try:
+        options = PrepareOptions(
+            head_source=args.head_source,
+            target=args.target,
+            targets=args.targets,
+            split=args.split,
+            person=args.person,
+            every=args.every,
+            link=args.link,
+            force=args.force,
+            skip_bad_frames=args.skip_bad_frames,
+            keypoints=args.keypoints,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise _UsageError(f"{where + ': ' if where else ''}{first['msg']}") from None
+    try:
+        report = prepare(args.source, args.output, options)
+    except DataError as error:
+        raise _UsageError(str(error)) from None
+    Console().print(
+        f"wrote {len(report.clips)} clip(s), {report.frames_written} frame(s) to {args.output}"
+        + (f"; skipped {len(report.skipped)} bad frame(s)" if report.skipped else "")
+    )
+    return 0
+
+
+class _UsageError(Exception):
+    """Bad input from the command line: one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vtd-sweep",
+        description="Fine-tune VTD and sweep its hyperparameters (Optuna study, MLflow runs).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="create or resume the study and run its trials")
+    run.add_argument("file", type=Path, help="the sweep file (YAML)")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    run.add_argument("--dry-run", action="store_true", help="list the trials it would run")
+    run.add_argument(
+        "--force-new",
+        action="store_true",
+        help="delete the study of this name and start it anew (its folder and MLflow "
+        "experiment are kept under a new name)",
+    )
+    run.set_defaults(handler=_run)
+
+    status = commands.add_parser("status", help="a table of the study's trials")
+    status.add_argument("file", type=Path)
+    status.set_defaults(handler=_status)
+
+    ui = commands.add_parser("ui", help="the MLflow UI for the study's tracking store")
+    ui.add_argument("file", type=Path)
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=_ui)
+
+    prep = commands.add_parser(
+        "prepare", help="labelImg XML / OpenPose JSON folders to ObjectAttention annotations"
+    )
+    prep.add_argument("source", type=Path, help="<source>/<session>/<setting>/ frames + XML")
+    prep.add_argument("output", type=Path, help="the data set folder to write")
+    prep.add_argument("--head-source", choices=("voc", "openpose"), default="voc")
+    prep.add_argument("--target", help="the target object's name in every folder")
+    prep.add_argument("--targets", type=Path, help="CSV session,setting,target per folder")
+    prep.add_argument("--split", default="train", help="annotation subfolder (train, test)")
+    prep.add_argument("--person", default="person", help="annotation file name")
+    prep.add_argument("--every", type=int, default=1, help="keep every N-th frame")
+    prep.add_argument("--link", choices=("copy", "hardlink", "symlink"), default="copy")
+    prep.add_argument("--force", action="store_true", help="overwrite existing output files")
+    prep.add_argument("--skip-bad-frames", action="store_true")
+    prep.add_argument("--keypoints", type=Path, help="OpenPose JSON folder (openpose source)")
+    prep.set_defaults(handler=_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries(args.verbose)
+    from vtd.sweep.config import SweepFileError
+    from vtd.sweep.session import PreparationError
+    from vtd.sweep.study import StudyError
+
+    try:
+        return int(args.handler(args))
+    except (SweepFileError, StudyError, PreparationError, _UsageError) as error:
+        print(f"vtd-sweep: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

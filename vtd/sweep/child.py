@@ -1,0 +1,166 @@
+"""What runs inside a trial process: `vtd.train.finetune`, epoch by epoch, over a pipe.
+
+The process is forked from a fork server that has already imported torch, torchvision,
+`vtd.train` and this module, so starting it costs no imports; it is the first and only
+process of the trial to touch CUDA, so a poisoned CUDA context dies with it. Protocol:
+
+- child -> parent: ("epoch", EpochRecord as a dict), then waits for the answer;
+- parent -> child: "continue" or "stop" (pruned: training ends after this epoch);
+- child -> parent, once at the end: ("done", result) or ("error", description).
+
+stdout, stderr and logging go to the trial's log file. Ctrl-C is the parent's business: the
+trial ignores SIGINT and is ended by the parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtd.sweep.faults import FaultConfig, inject
+from vtd.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from vtd.train import EpochRecord
+
+logger = logging.getLogger(__name__)
+
+CONTINUE = "continue"
+STOP = "stop"
+# Messages of the CUDA, cuDNN and cuBLAS allocators, and of the CPU allocator.
+_DEVICE_OOM_MARKS = (
+    "CUDA out of memory",
+    "CUDA error: out of memory",
+    "CUDNN_STATUS_ALLOC_FAILED",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+    "HIP out of memory",
+)
+_HOST_OOM_MARKS = ("can't allocate memory", "Cannot allocate memory", "DefaultCPUAllocator")
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """Everything a trial process needs (pickled to it)."""
+
+    config: TrainConfig
+    log_path: Path
+    faults: tuple[FaultConfig, ...] = ()
+    memory_cap_mb: int | None = None
+    torch_threads: int | None = None
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def classify_error(error: BaseException) -> str:
+    """`cuda_oom`, `host_oom` or `error` for an exception raised by training."""
+    for link in _chain(error):
+        names = {cls.__name__ for cls in type(link).__mro__ if cls.__module__.startswith("torch")}
+        if "OutOfMemoryError" in names:
+            return "cuda_oom"
+        if isinstance(link, MemoryError):
+            return "host_oom"
+        message = str(link)
+        if any(mark in message for mark in _DEVICE_OOM_MARKS):
+            return "cuda_oom"
+        if any(mark in message for mark in _HOST_OOM_MARKS):
+            return "host_oom"
+    return "error"
+
+
+def describe_error(error: BaseException) -> dict[str, Any]:
+    description: dict[str, Any] = {
+        "kind": classify_error(error),
+        "type": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_initialized():
+            description["peak_device_mb"] = torch.cuda.max_memory_allocated() / 2**20
+            description["device_total_mb"] = (
+                torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**20
+            )
+    except Exception:  # noqa: BLE001 - a broken CUDA context must not hide the error itself
+        logger.debug("no device memory figures", exc_info=True)
+    return description
+
+
+def _log_to(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _faults_at(request: TrainingRequest, epoch: int) -> None:
+    for fault in request.faults:
+        if fault.epoch == epoch:
+            inject(fault, epoch, request.memory_cap_mb)
+
+
+def training_main(request: TrainingRequest, connection: Connection) -> None:
+    """The trial process's target: run finetune, report every epoch, report the end."""
+    # Already imported by the fork server (see vtd.sweep.runner.PRELOAD): free here.
+    from vtd.train import finetune
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _log_to(request.log_path)
+    if request.torch_threads:
+        import torch
+
+        torch.set_num_threads(request.torch_threads)
+    logger.info("trial process %d: training into %s", os.getpid(), request.config.output_dir)
+
+    def on_epoch(record: EpochRecord) -> bool:
+        _faults_at(request, record.epoch)
+        connection.send(("epoch", record.to_dict()))
+        return connection.recv() == STOP
+
+    try:
+        _faults_at(request, 0)
+        result = finetune(request.config, on_epoch)
+    except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
+        logger.error("training failed:\n%s", "".join(traceback.format_exception(error)))
+        try:
+            connection.send(("error", describe_error(error)))
+        except OSError:
+            logger.error("the worker is gone; nobody to tell")
+        return
+    connection.send(
+        (
+            "done",
+            {
+                "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+                "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+                "stopped_early": result.stopped_early,
+                "epochs": len(result.records),
+            },
+        )
+    )
+    logger.info("trial process %d: done", os.getpid())

@@ -1,0 +1,143 @@
+"""What `vtd-sweep` shows in the terminal: live progress of trials and epochs, and tables."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from vtd.sweep.config import Sweep
+from vtd.sweep.session import Notice, Plan
+from vtd.sweep.worker import EpochEnded, Event, TrialEnded, TrialStarted
+
+STATE_STYLES = {
+    "COMPLETE": "green",
+    "PRUNED": "yellow",
+    "FAIL": "red",
+    "RUNNING": "cyan",
+    "WAITING": "dim",
+}
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+class LiveProgress:
+    """An event sink that draws a bar for the study and one per running trial."""
+
+    def __init__(self, console: Console, total: int, metric: str) -> None:
+        self.console = console
+        self.metric = metric
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.trials_task = self.progress.add_task("trials", total=max(total, 1))
+        self.running: dict[int, TaskID] = {}
+
+    def __enter__(self) -> LiveProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Event | Notice) -> None:
+        if isinstance(event, Notice):
+            self.progress.console.print(event.message)
+        elif isinstance(event, TrialStarted):
+            self.running[event.number] = self.progress.add_task(
+                f"  trial {event.number}: {event.cell} seed {event.seed}", total=event.epochs
+            )
+        elif isinstance(event, EpochEnded):
+            task = self.running.get(event.number)
+            if task is not None:
+                self.progress.update(task, completed=event.epoch)
+        elif isinstance(event, TrialEnded):
+            task = self.running.pop(event.number, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self.progress.advance(self.trials_task)
+            style = STATE_STYLES.get(event.state, "")
+            value = f" {self.metric} {_number(event.value)}" if event.value is not None else ""
+            reason = f" ({event.reason})" if event.reason and event.state != "COMPLETE" else ""
+            self.progress.console.print(
+                f"trial {event.number} [{style}]{event.state}[/]{value}: {event.cell} "
+                f"seed {event.seed}, {event.seconds:.0f} s{reason}",
+                highlight=False,
+            )
+
+
+def plan_table(sweep: Sweep, plan: Plan) -> Table:
+    table = Table(title=f"{sweep.study_name}: trials to run", title_justify="left")
+    for column in ("cell", "seed", "origin", "config hash"):
+        table.add_column(column)
+    for item in plan.queued:
+        table.add_row(
+            item.resolved.cell,
+            str(item.resolved.seed),
+            item.origin + (f" of {list(item.retry_of)}" if item.retry_of else ""),
+            item.resolved.identity.config_hash,
+        )
+    return table
+
+
+def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
+    """One row per trial: state, settings, seed, value, best AUC / distance, reason."""
+    split = "val" if sweep.file.objective.split == "validation" else "test"
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("state")
+    for name in sweep.space.names:
+        table.add_column(name)
+    table.add_column("seed", justify="right")
+    table.add_column(f"value ({sweep.file.objective.reduce} {sweep.file.objective.metric})")
+    table.add_column(f"best {split} AUC", justify="right")
+    table.add_column(f"best {split} dist", justify="right")
+    table.add_column("reason", overflow="fold")
+    for row in trials.to_dict("records"):
+        style = STATE_STYLES.get(row["state"], "")
+        table.add_row(
+            str(row["number"]),
+            f"[{style}]{row['state']}[/]",
+            *(str(row.get(name)) for name in sweep.space.names),
+            _number(row.get("seed")),
+            _number(row.get("value")),
+            _number(row.get(f"best_{split}_auc")),
+            _number(row.get(f"best_{split}_dist")),
+            str(row.get("reason") or "")
+            .removeprefix("pruned: ")
+            .removeprefix("failed: ")
+            .removeprefix("complete: "),
+        )
+    return table
+
+
+def state_counts(trials: pd.DataFrame) -> str:
+    if trials.empty:
+        return "no trials"
+    counts = trials["state"].value_counts()
+    return ", ".join(f"{counts[state]} {state}" for state in counts.index)
