@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,7 +145,9 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
 
     try:
         _faults_at(request, 0)
+        started = time.perf_counter()
         result = finetune(request.config, on_epoch)
+        train_seconds = time.perf_counter() - started
     except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
         logger.error("training failed:\n%s", "".join(traceback.format_exception(error)))
         try:
@@ -160,6 +163,7 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
                 "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
                 "stopped_early": result.stopped_early,
                 "epochs": len(result.records),
+                "train_seconds": train_seconds,
             },
         )
     )
