@@ -62,16 +62,32 @@ class FaultConfig(BaseModel):
         return all(_condition_holds(settings.get(key), test) for key, test in self.when.items())
 
 
+def _literal(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _condition_holds(value: Any, test: Any) -> bool:
+    compare: Callable[[Any, Any], bool] = operator.eq
+    expected = test
     if isinstance(test, str):
-        for symbol, compare in _OPERATORS.items():
-            if test.startswith(symbol):
-                expected = yaml.safe_load(test[len(symbol) :].strip())
-                try:
-                    return bool(compare(value, expected))
-                except TypeError:
-                    return False
-    return value == test
+        symbol = next((symbol for symbol in _OPERATORS if test.startswith(symbol)), None)
+        if symbol is None:
+            expected = _literal(test)
+        else:
+            compare, expected = _OPERATORS[symbol], _literal(test[len(symbol) :].strip())
+    try:
+        return bool(compare(value, expected))
+    except TypeError:
+        return False
 
 
 def inject(fault: FaultConfig, epoch: int, memory_cap_mb: int | None) -> None:
