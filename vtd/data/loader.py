@@ -230,7 +230,10 @@ def build_chunk(clips: Sequence[Clip], task: ChunkTask) -> Chunk:
             )
         except DataError as error:
             raise DataError(error.reason, clip.annotation_file, clip.lines[index]) from None
-    inputs = to_model_inputs(prepared, [window.augmentation for window, _ in frames])
+    in_worker = torch.utils.data.get_worker_info() is not None
+    inputs = to_model_inputs(
+        prepared, [window.augmentation for window, _ in frames], shared=in_worker
+    )
     return Chunk(
         images=inputs.images,
         head_channels=inputs.head_channels,

@@ -15,13 +15,13 @@ and head channels match the authors'; it runs on the decoded region only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as tvf
 from PIL import Image
 
 from vtd.data.config import AugmentationConfig
@@ -206,34 +206,62 @@ def prepare_frame(
     )
 
 
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """Luma (N, 1, H, W) with the weights of PIL's and torchvision's greyscale."""
+    red, green, blue = images.unbind(dim=-3)
+    return (0.2989 * red + 0.587 * green + 0.114 * blue).unsqueeze(-3)
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, factor: float) -> torch.Tensor:
+    return (factor * images + (1 - factor) * other).clamp_(0, 1)
+
+
 def _adjust_colour(
     scenes: torch.Tensor, faces: torch.Tensor, augmentation: ClipAugmentation
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Brightness, contrast, saturation, hue on float 0..1 images, as on the whole frame.
 
-    The published loader changed the colours of the whole frame and then cropped the face;
-    contrast pulls towards the frame's mean grey, so the faces use their scene's mean.
+    The formulas are torchvision's (`adjust_brightness`, ...). The published loader changed
+    the colours of the whole frame and then cropped the face; contrast pulls towards the
+    frame's mean grey, so the faces use their scene's mean.
     """
-    scenes = tvf.adjust_brightness(scenes, augmentation.brightness)
-    faces = tvf.adjust_brightness(faces, augmentation.brightness)
+    scenes = (scenes * augmentation.brightness).clamp_(0, 1)
+    faces = (faces * augmentation.brightness).clamp_(0, 1)
     # numpy's float64 sum, not torch's: a multi-threaded reduction's order (and last bits)
     # would depend on the thread count, and results must not depend on `num_workers`.
-    grey = tvf.rgb_to_grayscale(scenes).numpy().astype(np.float64)
+    grey = _grey(scenes).numpy().astype(np.float64)
     mean = torch.tensor(grey.mean(axis=(-3, -2, -1)), dtype=scenes.dtype).view(-1, 1, 1, 1)
-    scenes = (augmentation.contrast * scenes + (1 - augmentation.contrast) * mean).clamp(0, 1)
-    faces = (augmentation.contrast * faces + (1 - augmentation.contrast) * mean).clamp(0, 1)
-    scenes = tvf.adjust_saturation(scenes, augmentation.saturation)
-    faces = tvf.adjust_saturation(faces, augmentation.saturation)
+    scenes = _blend(scenes, mean, augmentation.contrast)
+    faces = _blend(faces, mean, augmentation.contrast)
+    scenes = _blend(scenes, _grey(scenes), augmentation.saturation)
+    faces = _blend(faces, _grey(faces), augmentation.saturation)
     if augmentation.hue:
-        scenes = tvf.adjust_hue(scenes, augmentation.hue)
-        faces = tvf.adjust_hue(faces, augmentation.hue)
+        # Imported here: torchvision adds ~165 MB to every process that imports it, and a
+        # hue shift is off by default (the published recipe has none).
+        from torchvision.transforms.v2.functional import adjust_hue
+
+        scenes = adjust_hue(scenes, augmentation.hue)
+        faces = adjust_hue(faces, augmentation.hue)
     return scenes, faces
 
 
-def _as_float(arrays: list[np.ndarray]) -> torch.Tensor:
+def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
+    """An uninitialised float32 tensor, in shared memory when `shared`.
+
+    A loader worker builds its chunk's tensors there: the DataLoader then hands them to the
+    main process as they are, where a private tensor would first be copied into shared
+    memory (a transient second copy of every chunk, per worker).
+    """
+    if not shared:
+        return torch.empty(shape, dtype=torch.float32)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)  # as torch's collate does
+    return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
+
+
+def _as_float(arrays: list[np.ndarray], shared: bool) -> torch.Tensor:
     """(N, H, W, 3) uint8 arrays -> (N, 3, H, W) float32 0..255, contiguous (fast ops)."""
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return torch.empty(pixels.shape, dtype=torch.float32).copy_(pixels)
+    return _empty(tuple(pixels.shape), shared).copy_(pixels)
 
 
 def _normalise(images: torch.Tensor, scale: float) -> torch.Tensor:
@@ -256,12 +284,17 @@ class ModelInputs:
 
 
 def to_model_inputs(
-    frames: Sequence[PreparedFrame], augmentations: Sequence[ClipAugmentation]
+    frames: Sequence[PreparedFrame],
+    augmentations: Sequence[ClipAugmentation],
+    shared: bool = False,
 ) -> ModelInputs:
-    """Stack prepared frames; `augmentations[i]` is frame i's clip's (for its colours)."""
+    """Stack prepared frames; `augmentations[i]` is frame i's clip's (for its colours).
 
-    scenes = _as_float([frame.scene for frame in frames])
-    faces = _as_float([frame.face for frame in frames])
+    `shared`: allocate the image tensors in shared memory (in a loader worker).
+    """
+
+    scenes = _as_float([frame.scene for frame in frames], shared)
+    faces = _as_float([frame.face for frame in frames], shared)
     scale = 255.0
     if any(augmentation.changes_colour for augmentation in augmentations):
         scenes.div_(scale)
@@ -276,7 +309,9 @@ def to_model_inputs(
     region_sizes = np.array([frame.region_size for frame in frames], dtype=np.float64)
     return ModelInputs(
         images=_normalise(scenes, scale),
-        head_channels=head_channel(boxes, region_sizes).unsqueeze(1),
+        head_channels=_empty((len(frames), 1, *scenes.shape[-2:]), shared).copy_(
+            head_channel(boxes, region_sizes, size=scenes.shape[-1]).unsqueeze(1)
+        ),
         faces=_normalise(faces, scale),
         heatmaps=gaze_heatmap(gaze),
         inout=(gaze[:, 0] != -1).to(torch.float32),
