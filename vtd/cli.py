@@ -72,11 +72,11 @@ class _CtrlC:
 
 def _run(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
-    from vtd.sweep.console import LiveProgress, plan_table, state_counts, trials_table
+    from vtd.sweep.console import LiveProgress, plan_table, state_counts, terminal, trials_table
     from vtd.sweep.results import trials_frame
-    from vtd.sweep.session import OPTIMISTIC_NOTE, plan, prepare, run_sweep
+    from vtd.sweep.session import OPTIMISTIC_NOTE, Notice, plan, prepare, run_sweep
 
-    console = Console()
+    console = terminal()
     sweep = load_sweep(args.file)
     if args.workers < 1:
         raise _UsageError("--workers must be at least 1")
@@ -92,7 +92,13 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else None
     with _CtrlC(console) as ctrl_c:
-        study_plan = prepare(sweep, force_new=args.force_new, events=console.print)
+        study_plan = prepare(
+            sweep,
+            force_new=args.force_new,
+            events=lambda event: (
+                console.print(event.message) if isinstance(event, Notice) else None
+            ),
+        )
         console.print(
             f"study {sweep.study_name}: {study_plan.total} trial(s) to run, "
             f"{study_plan.finished} finished before; MLflow: {sweep.tracking_uri}"
@@ -120,10 +126,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
-    from vtd.sweep.console import state_counts, trials_table
+    from vtd.sweep.console import state_counts, terminal, trials_table
     from vtd.sweep.results import trials_frame
 
-    console = Console()
+    console = terminal()
     sweep = load_sweep(args.file)
     trials = trials_frame(sweep)
     if trials.empty:

@@ -92,32 +92,48 @@ class LiveProgress:
 
 
 def plan_table(sweep: Sweep, plan: Plan) -> Table:
-    table = Table(title=f"{sweep.study_name}: trials to run", title_justify="left")
-    for column in ("cell", "seed", "origin", "config hash"):
+    table = Table(title=f"{sweep.study_name}: trials to queue", title_justify="left")
+    for column in (*sweep.space.names, "seed", "origin", "config hash"):
         table.add_column(column)
     for item in plan.queued:
         table.add_row(
-            item.resolved.cell,
+            *(str(item.resolved.params.get(name)) for name in sweep.space.names),
             str(item.resolved.seed),
-            item.origin + (f" of {list(item.retry_of)}" if item.retry_of else ""),
+            item.origin
+            + (f" of trial {', '.join(map(str, item.retry_of))}" if item.retry_of else ""),
             item.resolved.identity.config_hash,
         )
     return table
 
 
+def terminal(stderr: bool = False) -> Console:
+    """A console as wide as the terminal, or 160 columns when writing to a file or pipe."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=160)
+    return console
+
+
 def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
     """One row per trial: state, settings, seed, value, best AUC / distance, reason."""
     split = "val" if sweep.file.objective.split == "validation" else "test"
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("state")
-    for name in sweep.space.names:
-        table.add_column(name)
-    table.add_column("seed", justify="right")
-    table.add_column(f"value ({sweep.file.objective.reduce} {sweep.file.objective.metric})")
-    table.add_column(f"best {split} AUC", justify="right")
-    table.add_column(f"best {split} dist", justify="right")
-    table.add_column("reason", overflow="fold")
+    objective = sweep.file.objective
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=f"value: {objective.reduce} {objective.split} {objective.metric}; "
+        f"{split} AUC / dist: the best epoch's",
+        caption_justify="left",
+    )
+    headers = ("#", "state", *sweep.space.names, "seed", "value", f"{split} AUC", f"{split} dist")
+    for header in headers:
+        table.add_column(
+            header,
+            no_wrap=True,
+            min_width=max(len(header), 8 if header == "state" else 2),
+            justify="left" if header == "state" else "right",
+        )
+    table.add_column("reason", overflow="fold", ratio=1)
     for row in trials.to_dict("records"):
         style = STATE_STYLES.get(row["state"], "")
         table.add_row(

@@ -1,0 +1,290 @@
+"""End to end: real trial processes training the small model on a tiny demo data set.
+
+Every outcome for real: out-of-memory errors (CUDA, host, over the per-trial cap) give
+PRUNED trials with the reason in Optuna and MLflow, and the cells they dominate are pruned
+without running; an exception, a killed trial process and one exiting early give FAILED
+trials and the study goes on; finished cells are not run again; two workers run every cell
+once; Ctrl-C marks the running trial interrupted and it is queued again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from vtd.sweep.config import Sweep, load_sweep
+from vtd.sweep.results import epochs_frame, trials_frame
+from vtd.sweep.session import plan, prepare, run_sweep
+from vtd.sweep.study import open_sweep_study
+
+TINY_DEMO = """\
+demo:
+  seed: 1
+  min_frames: 8
+  max_frames: 8
+  objectattention: {train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}
+  videoattentiontarget: {train_shows: 1, test_shows: 1, clips_per_show: 2, width: 96, height: 64}
+demo_pretrained: {epochs: 1, batch_size: 2, chunk_size: 4}
+data:
+  sources: [objectattention]
+  validation: {groups: 1}
+"""
+
+OUTCOMES = (
+    """\
+study: outcomes
+sampler: grid
+memory_cap_mb: 1500
+training:
+  model: {variant: small}
+  epochs: 1
+  device: cpu
+search_space:
+  lr: [1.0e-4, 2.0e-4, 3.0e-4, 4.0e-4, 5.0e-4, 6.0e-4, 7.0e-4]
+  batch_size: [1, 2]
+faults:
+  - {kind: cuda_oom, epoch: 0, when: {lr: 1.0e-4}}
+  - {kind: memory_cap, epoch: 0, when: {lr: 2.0e-4}}
+  - {kind: host_oom, epoch: 0, when: {lr: 3.0e-4}}
+  - {kind: exception, epoch: 0, when: {lr: 4.0e-4}}
+  - {kind: sigkill, epoch: 0, when: {lr: 5.0e-4}}
+  - {kind: exit, epoch: 0, exit_code: 7, when: {lr: 6.0e-4}}
+"""
+    + TINY_DEMO
+)
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One demo data cache (and demo-pretrained checkpoint) for every test here."""
+    return tmp_path_factory.mktemp("sweep-cache")
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow database, migrated once (a new one costs about 1.5 s of migrations)."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def make_sweep(folder: Path, text: str, cache: Path, mlflow_db: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".cache").symlink_to(cache, target_is_directory=True)
+    (folder / "studies").mkdir()
+    shutil.copyfile(mlflow_db, folder / "studies" / "mlflow.db")
+    path = folder / "sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+def mlflow_runs(sweep: Sweep) -> dict[int, object]:
+    client = MlflowClient(tracking_uri=sweep.tracking_uri)
+    experiment = client.get_experiment_by_name(sweep.study_name)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    return {
+        int(run.data.tags["optuna_trial"]): run for run in runs if "optuna_trial" in run.data.tags
+    }
+
+
+def test_every_outcome_for_real(tmp_path: Path, shared_cache: Path, mlflow_template: Path) -> None:
+    sweep = load_sweep(make_sweep(tmp_path, OUTCOMES, shared_cache, mlflow_template))
+    outcome = run_sweep(sweep)
+    assert not outcome.interrupted and len(outcome.ended) == 14
+
+    trials = trials_frame(sweep).set_index(["lr", "batch_size"])
+    runs = mlflow_runs(sweep)
+    client = MlflowClient(tracking_uri=sweep.tracking_uri)
+
+    def row(lr: float, batch: int) -> dict:
+        return trials.loc[(lr, batch)].to_dict()
+
+    def check(lr: float, batch: int, state: str, reason: str, status: str) -> dict:
+        trial = row(lr, batch)
+        assert trial["state"] == state, trial
+        assert reason in trial["reason"], trial["reason"]
+        run = runs[int(trial["number"])]
+        assert run.info.status == status
+        assert run.data.tags["state"] == state
+        assert reason in run.data.tags["reason"]
+        assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
+        return trial
+
+    # out of memory: PRUNED with reason, sizes and memory figures; bigger cells not run
+    cuda = check(1e-4, 1, "PRUNED", "pruned: out-of-memory (CUDA) at batch 1, chunk 3", "KILLED")
+    assert cuda["out_of_memory"] and cuda["ran"] and cuda["peak_host_mb"] > 0
+    capped = check(2e-4, 1, "PRUNED", "pruned: out-of-memory (host):", "KILLED")
+    assert "over the 1500 MB cap at batch 1, chunk 3" in capped["reason"]
+    assert capped["peak_host_mb"] > 1500 and capped["memory_cap_mb"] == 1500
+    check(3e-4, 1, "PRUNED", "pruned: out-of-memory (host) at batch 1, chunk 3", "KILLED")
+    for lr, oom in ((1e-4, 1), (2e-4, 1), (3e-4, 1)):
+        dominated = check(
+            lr, 2, "PRUNED", f"pruned: dominated by out-of-memory at batch {oom}, chunk 3", "KILLED"
+        )
+        assert not dominated["ran"] and dominated["out_of_memory"]
+        assert not (sweep.trials_dir / str(dominated["number"]) / "trial.log").exists()
+        assert runs[int(dominated["number"])].data.metrics == {}
+
+    # failures: FAILED with the error, the signal or the exit code; the study went on
+    for batch in (1, 2):
+        failed = check(
+            4e-4, batch, "FAIL", "failed: InjectedFault: injected fault at epoch 0", "FAILED"
+        )
+        assert "InjectedFault" in failed["error_type"]
+        killed = check(5e-4, batch, "FAIL", "failed: trial process killed by SIGKILL", "FAILED")
+        assert killed["signal"] == "SIGKILL"
+        exited = check(6e-4, batch, "FAIL", "exited with code 7 without a result", "FAILED")
+        assert exited["exit_code"] == 7
+        trained = check(7e-4, batch, "COMPLETE", "", "FINISHED")
+        assert 0 <= trained["value"] <= 1 and trained["best_epoch"] == 1
+    study = open_sweep_study(sweep, create=False).study
+    log_tail = study.trials[int(row(4e-4, 1)["number"])].user_attrs["log_tail"]
+    assert "InjectedFault: injected fault at epoch 0" in log_tail
+
+    # per-epoch metrics of the trained trials in MLflow at step 1, their checkpoint logged
+    epochs = epochs_frame(sweep)
+    for batch in (1, 2):
+        number = int(row(7e-4, batch)["number"])
+        mine = epochs[epochs["number"] == number]
+        assert list(mine["epoch"]) == [1]
+        assert mine["val_auc"].iloc[0] == pytest.approx(row(7e-4, batch)["value"])
+        for key in ("val_dist", "val_ap", "val_loss", "test_auc", "train_loss", "epoch_seconds"):
+            assert key in mine.columns and mine[key].notna().all(), key
+        artifacts = {
+            item.path for item in client.list_artifacts(runs[number].info.run_id, "checkpoints")
+        }
+        assert artifacts == {"checkpoints/best.pt", "checkpoints/best.json"}
+
+    # the same file again: only the failed cells are queued again, nothing else
+    again = plan(sweep)
+    assert sorted(
+        (item.resolved.params["lr"], item.resolved.params["batch_size"]) for item in again.queued
+    ) == [(lr, batch) for lr in (4e-4, 5e-4, 6e-4) for batch in (1, 2)]
+    assert all(item.origin == "retry" and len(item.retry_of) == 1 for item in again.queued)
+
+
+GRID = (
+    """\
+study: grid
+sampler: grid
+training:
+  model: {variant: small}
+  epochs: 2
+  device: cpu
+search_space:
+  batch_size: [1, 2]
+  initial_weights: [fresh, demo-pretrained]
+"""
+    + TINY_DEMO
+)
+
+
+@pytest.mark.slow
+def test_a_grid_runs_each_cell_once_and_resumes(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    path = make_sweep(tmp_path, GRID, shared_cache, mlflow_template)
+    command = [sys.executable, "-m", "vtd.cli", "run", str(path)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep = load_sweep(path)
+    trials = trials_frame(sweep)
+    assert len(trials) == 4 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    assert sweep.weights.demo_checkpoint.is_file()
+    epochs = epochs_frame(sweep)
+    for number in trials["number"]:
+        assert list(epochs[epochs["number"] == number]["epoch"]) == [1, 2]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "0 trial(s) to run" in second.stdout
+    assert len(trials_frame(sweep)) == 4
+    runs = mlflow_runs(sweep)
+    assert sorted(runs) == list(trials["number"])
+
+
+@pytest.mark.slow
+def test_two_workers_run_every_cell_once(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    text = (
+        GRID.replace("epochs: 2", "epochs: 1").replace(
+            "initial_weights: [fresh, demo-pretrained]", "chunk_size: [2, 4]"
+        )
+        + "repeats: 2\n"
+    )
+    path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
+    done = subprocess.run(
+        [sys.executable, "-m", "vtd.cli", "run", str(path), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = load_sweep(path)
+    trials = trials_frame(sweep)
+    assert len(trials) == 8
+    assert set(trials["state"]) == {"COMPLETE"}
+    assert trials["config_hash"].is_unique
+    runs = mlflow_runs(sweep)
+    assert sorted(runs) == list(range(8))
+    assert {run.info.status for run in runs.values()} == {"FINISHED"}
+    # both workers took trials: each trial process is its own, under its own worker
+    assert len({run.data.tags["mlflow.parentRunId"] for run in runs.values()}) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_trial_interrupted_and_it_runs_again(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    text = (
+        GRID.replace("epochs: 2", "epochs: 5")
+        .replace("initial_weights: [fresh, demo-pretrained]", "chunk_size: [2]")
+        .replace("[1, 2]", "[1]")
+    )
+    path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vtd.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "studies" / "grid" / "trials" / "0" / "trial.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and "epoch 1:" in log.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted" in stdout
+    sweep = load_sweep(path)
+    trial = open_sweep_study(sweep, create=False).study.trials[0]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
+    run = mlflow_runs(sweep)[0]
+    assert run.info.status == "KILLED"
+    assert [
+        metric.step
+        for metric in MlflowClient(sweep.tracking_uri).get_metric_history(
+            run.info.run_id, "val_auc"
+        )
+    ][:1] == [1]
+    again = plan(sweep)
+    assert [item.retry_of for item in again.queued] == [(0,)]
+
+
+def test_prepare_twice_queues_once(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    sweep = load_sweep(make_sweep(tmp_path, OUTCOMES, shared_cache, mlflow_template))
+    assert prepare(sweep).total == 14
+    assert prepare(sweep).total == 14  # the 14 queued before, none added
+    assert len(open_sweep_study(sweep, create=False).study.trials) == 14
