@@ -237,8 +237,9 @@ def test_two_workers_run_every_cell_once(
     runs = mlflow_runs(sweep)
     assert sorted(runs) == list(range(8))
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
-    # both workers took trials: each trial process is its own, under its own worker
+    # one parent run; both workers took trials
     assert len({run.data.tags["mlflow.parentRunId"] for run in runs.values()}) == 1
+    assert len({run.data.tags["worker"] for run in runs.values()}) == 2
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ TRIAL_ATTRS = (
     "exit_code",
     "interrupted",
     "duration_s",
+    "train_seconds",
     "mlflow_run_id",
     "trial_dir",
 )

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import platform
 import threading
 import time
 from collections.abc import Callable
@@ -186,6 +188,7 @@ class TrialExecution:
             **{key: attrs[key] for key in ("config_hash", "cell_hash", "cell", "seed", "repeat")},
             "origin": self.claim.origin,
             "objective": f"{self.sweep.file.objective.split} {self.sweep.file.objective.metric}",
+            "worker": f"{platform.node()}:{os.getpid()}",
         }
         # The data section is one JSON param; every other setting its own param.
         params = {
@@ -245,6 +248,8 @@ class TrialExecution:
 
     def _judge(self, outcome: ProcessOutcome) -> _Verdict:
         attrs: dict[str, Any] = {"peak_host_mb": round(outcome.peak_rss_mb, 1)}
+        if outcome.result and "train_seconds" in outcome.result:
+            attrs["train_seconds"] = round(float(outcome.result["train_seconds"]), 3)
         if outcome.status == "completed":
             return self._completed(outcome, attrs)
         if outcome.out_of_memory:
