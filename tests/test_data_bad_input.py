@@ -123,11 +123,21 @@ def test_ambiguous_image(vat_clip):
     assert "several images" in error.reason
 
 
-def test_frame_listed_twice(vat_clip):
-    set_line(vat_clip, 4, "00000002.jpg,4,6,16,20,50,40")
+@pytest.mark.parametrize("name", ["00000002.jpg", "00000002"])
+def test_frame_listed_twice(vat_clip, name):
+    set_line(vat_clip, 4, f"{name},4,6,16,20,50,40")
     error = index_error(vat_clip.parents[4])
     assert_names(error, vat_clip, 4)
     assert "listed twice (first on line 2)" in error.reason
+
+
+def test_a_malformed_first_line_is_a_malformed_line_not_an_unknown_format(vat_clip):
+    set_line(vat_clip, 1, "00000001.jpg,four,6,16,20,50,40")
+    error = index_error(vat_clip.parents[4])
+    assert_names(error, vat_clip, 1)
+    assert "column xmin: 'four' is not a number" in error.reason
+    clips = build_index(SourceSpec(root=vat_clip.parents[4]), on_bad_frame="skip")
+    assert clips[0].lines == (2, 3, 4, 5)
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,10 @@ class VideoAttentionTargetReader(AnnotationReader):
     header_lines: ClassVar[int] = 0
 
     def claims(self, first_fields: list[str]) -> bool:
-        # Headerless: the first line is already data, so its second field is a number
-        # (a malformed first line is then reported by `parse`, with its line number).
-        return len(first_fields) >= 2 and looks_numeric(first_fields[1])
+        # Headerless: the first line is already data, so some value after the frame name is
+        # a number, where a header has none (a malformed first line is then reported by
+        # `parse`, with its line number, and may be skipped like any other).
+        return any(looks_numeric(field) for field in first_fields[1:])
 
     def parse(self, fields: list[str], line: int) -> AnnotationRow:
         return parse_frame_row(fields, line, COLUMNS)

@@ -183,17 +183,12 @@ def _read_clip(
     show, clip_name, person = path.parent.parent.name, path.parent.name, path.stem
     image_folder = image_root / show / clip_name
     reader, rows = _read_rows(path, problems)
-    seen: dict[str, int] = {}
+    seen: dict[Path, int] = {}  # image -> line: `0001` and `0001.jpg` are the same frame
     size: tuple[int, int] | None = None
     frames: list[Path] = []
     kept: list[AnnotationRow] = []
     gaze: list[tuple[float, float]] = []
     for row in rows:
-        if row.frame in seen:
-            message = f"frame {row.frame!r} listed twice (first on line {seen[row.frame]})"
-            problems.frame("repeated frames", DataError(message, path, row.line))
-            continue
-        seen[row.frame] = row.line
         try:
             image = folders.find(image_folder, row.frame)
         except AmbiguousImageError as error:
@@ -203,6 +198,11 @@ def _read_clip(
             message = f"image for frame {row.frame!r} not found in {image_folder}"
             problems.frame("missing images", DataError(message, path, row.line))
             continue
+        if image in seen:
+            message = f"frame {row.frame!r} listed twice (first on line {seen[image]})"
+            problems.frame("repeated frames", DataError(message, path, row.line))
+            continue
+        seen[image] = row.line
         if size is None:
             try:
                 size = image_size(image)
