@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _data_factory import frame_specs, write_clip, write_image
 
-from vtd.data import DataConfig, DataError, SourceSpec, build_index, load_splits
+from vtd.data import DataConfig, DataError, SourceSpec, build_index, chunk_loader, load_splits
 from vtd.data.images import ImageFolder, image_extensions
 from vtd.data.targets import smooth_track
 
@@ -98,6 +99,11 @@ def test_mixed_ppm_and_jpg_sources_in_one_split_from_a_one_line_config():
     assert {clip.frames[0].suffix for clip in splits.train} == {".ppm", ".jpg"}
     assert {clip.show for clip in splits.test} == {"Show B", "P02"}
     assert {clip.dataset for clip in splits.train} == {"objectattention", "videoattentiontarget"}
+    # ... and one batch of the loader decodes both kinds of frames.
+    loader = chunk_loader(splits.train, batch_size=len(splits.train), chunk_size=9, train=False)
+    chunk = next(iter(loader))
+    assert len(chunk) == sum(len(clip) for clip in splits.train)
+    assert torch.isfinite(chunk.images).all() and chunk.images.std() > 0
 
 
 def test_images_are_found_whatever_their_extension(tmp_path):
