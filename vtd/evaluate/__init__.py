@@ -1,5 +1,6 @@
 """The published evaluation: per-frame metrics and the chunked evaluation loop."""
 
+from vtd.evaluate.loop import EvaluationData, EvaluationResult, SplitMetrics, evaluate
 from vtd.evaluate.metrics import (
     argmax_points,
     auc,
@@ -11,6 +12,10 @@ from vtd.evaluate.metrics import (
 )
 
 __all__ = [
+    "EvaluationData",
+    "EvaluationResult",
+    "SplitMetrics",
+    "evaluate",
     "argmax_points",
     "auc",
     "average_precision",

@@ -1,0 +1,249 @@
+"""The published evaluation loop: every frame of every clip, chunked, hidden state carried.
+
+`EvaluationData` turns a split's clips into chunks with the frozen part applied (from the
+cache after the first pass, when caching is allowed); `evaluate` runs the trained part over
+them and returns the split's metrics and one row per clip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vtd.data import Clip, chunk_loader
+from vtd.evaluate.cache import CacheWhere, EncodedChunk, FeatureCache, bytes_per_frame
+from vtd.evaluate.metrics import auc, average_precision, gaze_distance
+from vtd.loss import chunk_loss
+from vtd.model import VTD, LSTMState
+
+logger = logging.getLogger(__name__)
+
+CachePolicy = Literal["auto", "memory", "disk", "off"]
+
+
+@dataclass(frozen=True)
+class SplitMetrics:
+    """A split's published metrics: means over in-frame frames (AUC, distance), AP over all
+    frames, and the training loss over the whole split."""
+
+    auc: float
+    dist: float
+    ap: float
+    loss: float
+    frames: int
+    in_frame: int
+
+    def value(self, metric: str) -> float:
+        return float(getattr(self, metric))
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    metrics: SplitMetrics
+    rows: pd.DataFrame  # one row per clip: identity, frames, in-frame frames, AUC, distance
+
+
+class EvaluationData:
+    """One split's evaluation chunks, the frozen part applied, cached across epochs on demand.
+
+    The cache is only correct while the frozen part does not change, so the caller decides
+    (`cache="off"` when everything trains).
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        *,
+        batch_size: int,
+        chunk_size: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        cache: CachePolicy = "off",
+        cache_memory_mb: int = 1024,
+        cache_dir: Path | None = None,
+        head_expansion: float = 0.0,
+    ) -> None:
+        self.clips = list(clips)
+        self.batch_size = batch_size
+        self.chunk_size = chunk_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self._cache_policy = cache
+        self._cache_memory_mb = cache_memory_mb
+        self._cache_dir = cache_dir
+        self.head_expansion = head_expansion
+        self._cache: FeatureCache | None = None
+
+    @property
+    def frames(self) -> int:
+        return sum(len(clip.frames) for clip in self.clips)
+
+    def _where(self, model: VTD) -> CacheWhere | None:
+        if self._cache_policy == "off":
+            return None
+        if self._cache_policy != "auto":
+            return self._cache_policy
+        config = model.config
+        size = self.frames * bytes_per_frame(
+            config.encoder_channels, config.feature_size, config.heatmap_size
+        )
+        return "memory" if size <= self._cache_memory_mb * 2**20 else "disk"
+
+    def chunks(self, model: VTD, device: torch.device) -> Iterator[EncodedChunk]:
+        """Every chunk of the split, encoded by `model`'s frozen part (on `device`)."""
+        if self._cache is not None and self._cache.complete:
+            for chunk in self._cache:
+                yield chunk.to(device)
+            return
+        where = self._where(model)
+        if where is not None and self._cache is None:
+            self._cache = FeatureCache(where, self._cache_dir)
+            logger.info("caching the frozen part's evaluation outputs (%s)", where)
+        loader = chunk_loader(
+            self.clips,
+            batch_size=self.batch_size,
+            chunk_size=self.chunk_size,
+            train=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            eval_head_expansion=self.head_expansion,
+        )
+        for chunk in loader:
+            chunk = chunk.to(device)
+            with torch.no_grad():
+                encoded = model.encode(chunk.images, chunk.head_channels, chunk.faces)
+            encoded_chunk = EncodedChunk(
+                encoded=encoded,
+                batch_sizes=chunk.batch_sizes,
+                first=chunk.first,
+                heatmaps=chunk.heatmaps,
+                inout=chunk.inout,
+                gaze=chunk.gaze,
+                clip_index=chunk.clip_index,
+                frame_index=chunk.frame_index,
+            )
+            if self._cache is not None:
+                self._cache.add(encoded_chunk)
+            yield encoded_chunk
+        if self._cache is not None:
+            self._cache.complete = True
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+
+def _autocast(device: torch.device, precision: str):  # noqa: ANN202
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(
+    model: VTD,
+    data: EvaluationData,
+    *,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> EvaluationResult:
+    """The published evaluation of `model` on every frame of `data`, in eval mode.
+
+    Per chunk, the state carried from the previous chunk of the same clips is cut to the
+    clips still alive, as the authors' evaluation loop did.
+    """
+    device = torch.device(device)
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    per_frame: list[dict[str, np.ndarray]] = []
+    logits, labels = [], []
+    l2_sum = xent_sum = 0.0
+    state: LSTMState | None = None
+    previous_last = 0
+    try:
+        for chunk in data.chunks(model, device):
+            if chunk.first or state is None:
+                state = None
+            else:
+                state = state.cut(min(int(chunk.batch_sizes[0]), previous_last))
+            with _autocast(device, precision):
+                heatmap, inout, state = model.decode(chunk.encoded, state, chunk.batch_sizes)
+            heatmap, inout = heatmap.float(), inout.float()
+            previous_last = int(chunk.batch_sizes[-1])
+            maps = heatmap.squeeze(1)
+            in_frame = chunk.inout > 0.5
+            frame_auc = torch.full_like(chunk.inout, float("nan"), dtype=torch.float64)
+            frame_dist = frame_auc.clone()
+            if in_frame.any():
+                frame_auc[in_frame] = auc(maps[in_frame], chunk.gaze[in_frame])
+                frame_dist[in_frame] = gaze_distance(maps[in_frame], chunk.gaze[in_frame])
+            # sums, so that the split's loss weighs every frame once however it was chunked
+            loss = chunk_loss(
+                heatmap, chunk.heatmaps, inout, chunk.inout, in_frame_total=1.0, frames_total=1
+            )
+            l2_sum += float(loss.l2)
+            xent_sum += float(loss.xent)
+            logits.append(inout.reshape(-1).cpu())
+            labels.append(chunk.inout.reshape(-1).cpu())
+            per_frame.append(
+                {
+                    "clip_index": chunk.clip_index.cpu().numpy(),
+                    "frame_index": chunk.frame_index.cpu().numpy(),
+                    "in_frame": in_frame.cpu().numpy(),
+                    "auc": frame_auc.cpu().numpy(),
+                    "dist": frame_dist.cpu().numpy(),
+                }
+            )
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+    return _summarise(data.clips, per_frame, logits, labels, l2_sum, xent_sum)
+
+
+def _summarise(
+    clips: Sequence[Clip],
+    per_frame: list[dict[str, np.ndarray]],
+    logits: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    l2_sum: float,
+    xent_sum: float,
+) -> EvaluationResult:
+    if not per_frame:
+        raise ValueError("evaluation data holds no frames")
+    frames = pd.DataFrame(
+        {key: np.concatenate([p[key] for p in per_frame]) for key in per_frame[0]}
+    )
+    in_frame = int(frames["in_frame"].sum())
+    metrics = SplitMetrics(
+        auc=float(frames["auc"].mean()) if in_frame else float("nan"),
+        dist=float(frames["dist"].mean()) if in_frame else float("nan"),
+        ap=average_precision(torch.cat(logits), torch.cat(labels)),
+        loss=(l2_sum / in_frame if in_frame else 0.0) + xent_sum / len(frames),
+        frames=len(frames),
+        in_frame=in_frame,
+    )
+    rows = (
+        frames.groupby("clip_index")
+        .agg(
+            frames=("frame_index", "size"),
+            in_frame=("in_frame", "sum"),
+            auc=("auc", "mean"),
+            dist=("dist", "mean"),
+        )
+        .reset_index()
+    )
+    identity = pd.DataFrame(
+        [{"source": c.source, "show": c.show, "clip": c.clip, "person": c.person} for c in clips]
+    )
+    rows = identity.join(rows.set_index("clip_index"), how="right")
+    return EvaluationResult(metrics=metrics, rows=rows.reset_index(drop=True))

@@ -1,0 +1,405 @@
+"""The published temporal fine-tuning of VTD, as one function: `finetune(config, on_epoch)`.
+
+Features, and how each is switched (all in `TrainConfig`):
+- Initial weights: an authors'-format checkpoint, loaded partially with a report of what was
+  missing or unexpected (`initial_weights`), or a fresh initialisation (None).
+- Freezing (`freeze`): `published` trains only the ConvLSTM, deconv1-3, conv4 (at `lr`) and
+  fc_inout (at `lr * inout_lr_factor`); the frozen part runs under `no_grad`, so it holds no
+  gradients and stores no activations. `none` trains everything (used to make the demo's
+  pretrained weights). BatchNorm layers stay in eval mode throughout, as published.
+- Truncated back-propagation through time: batches of clips (training windows of at most
+  `max_frames` frames) are fed `chunk_size` frames at a time, the ConvLSTM state carried
+  between chunks, detached and cut to the clips still alive; one update per chunk.
+- Loss: the published chunk loss (heatmap MSE x 10,000 on in-frame frames + in/out BCE x 100),
+  except that a chunk without in-frame frames adds no heatmap loss instead of NaN.
+- Gradient accumulation (`accumulation_steps`): each chunk's `batch_size` clips run as
+  micro-batches whose losses are scaled to sum to the whole batch's loss, so the update
+  equals one of the whole batch.
+- Mixed precision (`precision`): bf16 or fp16 autocast on CUDA, fp16 with a grad scaler.
+- Device (`device: auto` picks CUDA when present) and seeds (`seed`: a CPU run repeats exactly).
+- Evaluation after every epoch on the validation and test splits (`vtd.evaluate`), the frozen
+  part's outputs cached after the first epoch (`eval_feature_cache`).
+- Checkpoints (`checkpoints`): every epoch, or best (by `checkpoint_metric`) and last, in the
+  authors' format `{'model': state_dict}` with a JSON sidecar of config and metrics.
+- `on_epoch(record)` sees each epoch's record; returning True (or raising StopTraining) ends
+  the run after that epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import resource
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vtd.data import Chunk, Clip, chunk_loader, load_splits
+from vtd.evaluate.loop import EvaluationData, SplitMetrics, evaluate
+from vtd.loss import chunk_loss
+from vtd.model import (
+    VTD,
+    EncodedFrames,
+    LoadReport,
+    LSTMState,
+    load_checkpoint,
+    save_checkpoint,
+)
+from vtd.train.config import HIGHER_IS_BETTER, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+class StopTraining(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by an `on_epoch` callback to end the run after the current epoch."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch did: training loss, the evaluation splits' metrics, cost."""
+
+    epoch: int
+    train_loss: float
+    train_l2: float
+    train_xent: float
+    validation: SplitMetrics | None
+    test: SplitMetrics | None
+    seconds: float
+    peak_host_mb: float
+    peak_device_mb: float
+    checkpoint: Path | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        record = asdict(self)
+        record["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
+        return record
+
+
+@dataclass
+class TrainResult:
+    records: list[EpochRecord] = field(default_factory=list)
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    stopped_early: bool = False
+    load_report: LoadReport | None = None
+
+
+OnEpoch = Callable[[EpochRecord], bool | None]
+
+
+def finetune(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
+    """Fine-tune VTD as `config` says, handing every epoch's record to `on_epoch`."""
+    run = FineTuning(config)
+    try:
+        return run.train(on_epoch)
+    finally:
+        run.close()
+
+
+@dataclass(frozen=True)
+class _MicroBatch:
+    """The rows of one micro-batch within a packed chunk, and its own packing."""
+
+    rows: torch.Tensor
+    batch_sizes: torch.Tensor
+
+
+def micro_batches(
+    batch_sizes: torch.Tensor, micro_size: int, clips: int
+) -> list[_MicroBatch | None]:
+    """Split a packed chunk of `clips` clips (longest first) into micro-batches of clips.
+
+    Micro-batch m holds clips m*s .. (m+1)*s-1; at time step t its rows are those clips' rows
+    among the batch_sizes[t] alive ones. None for a micro-batch whose clips have all ended.
+    """
+    sizes = [int(n) for n in batch_sizes]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    parts: list[_MicroBatch | None] = []
+    for start in range(0, clips, micro_size):
+        rows: list[int] = []
+        counts: list[int] = []
+        for offset, alive in zip(offsets, sizes, strict=True):
+            count = min(alive - start, micro_size)
+            if count <= 0:
+                break
+            rows.extend(range(offset + start, offset + start + count))
+            counts.append(count)
+        parts.append(
+            _MicroBatch(torch.tensor(rows), torch.tensor(counts, dtype=torch.int64))
+            if rows
+            else None
+        )
+    return parts
+
+
+class FineTuning:
+    """One run: `__init__` sets up device, seed, model, optimizer and data, in that order."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.device = self._setup_device()
+        self._setup_seed()
+        self.model, self.load_report = self._setup_model()
+        self.optimizer = self._setup_optimizer()
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=config.precision == "fp16" and self.device.type == "cuda"
+        )
+        self.train_clips, self.evaluation = self._setup_data()
+        # ConvLSTM state per micro-batch, carried between the chunks of a batch of clips
+        self._states: list[LSTMState | None] = []
+        self._last_alive: list[int] = []
+
+    # --- setup ----------------------------------------------------------------------------
+    def _setup_device(self) -> torch.device:
+        requested = self.config.device
+        if requested == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available")
+        if self.config.precision == "fp16" and device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+        return device
+
+    def _setup_seed(self) -> None:
+        random.seed(self.config.seed)
+        np.random.seed(self.config.seed)
+        torch.manual_seed(self.config.seed)
+
+    def _setup_model(self) -> tuple[VTD, LoadReport | None]:
+        model = VTD(self.config.model)
+        report = None
+        if self.config.initial_weights is not None:
+            report = load_checkpoint(model, self.config.initial_weights)
+        if self.config.freeze == "published":
+            for parameter in model.frozen_parameters():
+                parameter.requires_grad_(False)
+        return model.to(self.device), report
+
+    def _setup_optimizer(self) -> torch.optim.Optimizer:
+        if self.config.freeze == "published":
+            groups = self.model.trainable_groups(self.config.lr, self.config.inout_lr_factor)
+        else:
+            groups = [{"params": list(self.model.parameters()), "lr": self.config.lr}]
+        return torch.optim.Adam(groups, lr=self.config.lr)
+
+    def _setup_data(self) -> tuple[list[Clip], dict[str, EvaluationData]]:
+        config = self.config
+        splits = load_splits(config.data, config.data_dir)
+        if not splits.train:
+            raise ValueError("the training split holds no clips")
+        cache = config.eval_feature_cache if config.freeze == "published" else "off"
+        evaluation = {
+            name: EvaluationData(
+                clips,
+                batch_size=config.eval_batch_size,
+                chunk_size=config.eval_chunk_size,
+                num_workers=config.num_workers,
+                pin_memory=self.device.type == "cuda",
+                cache=cache,
+                cache_memory_mb=config.eval_cache_memory_mb,
+                cache_dir=config.output_dir,
+                head_expansion=config.data.eval_head_expansion,
+            )
+            for name, clips in (("validation", splits.validation), ("test", splits.test))
+            if clips
+        }
+        return list(splits.train), evaluation
+
+    # --- the loop -------------------------------------------------------------------------
+    def train(self, on_epoch: OnEpoch | None = None) -> TrainResult:
+        result = TrainResult(load_report=self.load_report)
+        best: float | None = None
+        for epoch in range(1, self.config.epochs + 1):
+            started = time.perf_counter()
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            loss, l2, xent = self._train_epoch(epoch)
+            metrics = {
+                name: evaluate(
+                    self.model, data, device=self.device, precision=self.config.precision
+                ).metrics
+                for name, data in self.evaluation.items()
+            }
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=loss,
+                train_l2=l2,
+                train_xent=xent,
+                validation=metrics.get("validation"),
+                test=metrics.get("test"),
+                seconds=time.perf_counter() - started,
+                peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                peak_device_mb=(
+                    torch.cuda.max_memory_allocated(self.device) / 2**20
+                    if self.device.type == "cuda"
+                    else 0.0
+                ),
+            )
+            record, best = self._checkpoint(record, best, result)
+            result.records.append(record)
+            logger.info("epoch %d: %s", epoch, _describe(record))
+            try:
+                stop = bool(on_epoch(record)) if on_epoch is not None else False
+            except StopTraining:
+                stop = True
+            if stop and epoch < self.config.epochs:
+                result.stopped_early = True
+                break
+        return result
+
+    def _set_train_mode(self) -> None:
+        self.model.train()
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+    def _autocast(self):  # noqa: ANN202
+        if self.config.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        config = self.config
+        loader = chunk_loader(
+            self.train_clips,
+            batch_size=config.batch_size,
+            chunk_size=config.chunk_size,
+            train=True,
+            seed=config.seed,
+            epoch=epoch,
+            num_workers=config.num_workers,
+            pin_memory=self.device.type == "cuda",
+            max_frames=config.max_frames,
+            augmentation=config.data.augmentation,
+        )
+        totals = np.zeros(3)
+        updates = 0
+        for chunk in loader:
+            totals += self.step(chunk.to(self.device, non_blocking=True))
+            updates += 1
+        if updates == 0:
+            raise ValueError("the training split produced no chunks")
+        loss, l2, xent = totals / updates
+        return float(loss), float(l2), float(xent)
+
+    def step(self, chunk: Chunk) -> np.ndarray:
+        """One optimizer update on a training chunk; returns its loss (total, l2, xent).
+
+        The chunk's clips run as micro-batches whose gradients add up to the whole batch's;
+        each micro-batch carries its own ConvLSTM state from the previous chunk of the same
+        clips, detached (truncated back-propagation) and cut to the clips still alive.
+        """
+        self._set_train_mode()
+        parts = micro_batches(
+            chunk.batch_sizes, self.config.micro_batch_size, self.config.batch_size
+        )
+        if chunk.first:
+            self._states = [None] * len(parts)
+            self._last_alive = [0] * len(parts)
+        states, last_alive = self._states, self._last_alive
+        in_frame_total = float(chunk.inout.sum())
+        frames_total = len(chunk.inout)
+        encoded = None
+        if self.config.freeze == "published":
+            # The frozen part keeps neither gradients nor activations. It sees the whole chunk
+            # in one call, as in the authors' loop: the single-frame BatchNorm quirk depends
+            # on how many frames a call holds, and micro-batching must not change it.
+            with torch.no_grad(), self._autocast():
+                encoded = self.model.encode(chunk.images, chunk.head_channels, chunk.faces)
+        sums = np.zeros(3)
+        for m, part in enumerate(parts):
+            if part is None:
+                continue
+            rows = part.rows.to(self.device)
+            state = states[m]
+            if state is not None:
+                state = state.cut(min(int(part.batch_sizes[0]), last_alive[m]))
+            with self._autocast():
+                if encoded is not None:
+                    frames = EncodedFrames(encoded.scene[rows], encoded.inout[rows])
+                    heatmap, inout, state = self.model.decode(frames, state, part.batch_sizes)
+                else:
+                    heatmap, inout, state = self.model(
+                        chunk.images[rows],
+                        chunk.head_channels[rows],
+                        chunk.faces[rows],
+                        state=state,
+                        batch_sizes=part.batch_sizes,
+                    )
+                loss = chunk_loss(
+                    heatmap.float(),
+                    chunk.heatmaps[rows],
+                    inout.float(),
+                    chunk.inout[rows],
+                    in_frame_total=in_frame_total,
+                    frames_total=frames_total,
+                )
+            self.scaler.scale(loss.total).backward()
+            states[m] = state.detach()
+            last_alive[m] = int(part.batch_sizes[-1])
+            sums += [float(part_loss.detach()) for part_loss in loss]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _selection_metrics(self, record: EpochRecord) -> tuple[str, float]:
+        split = record.validation or record.test
+        if split is None:
+            return "train_loss", record.train_loss
+        metric = self.config.checkpoint_metric
+        return metric, split.value(metric)
+
+    def _checkpoint(
+        self, record: EpochRecord, best: float | None, result: TrainResult
+    ) -> tuple[EpochRecord, float | None]:
+        policy = self.config.checkpoints
+        if policy == "none":
+            return record, best
+        folder = self.config.output_dir
+        name, value = self._selection_metrics(record)
+        higher = HIGHER_IS_BETTER.get(name, False)
+        improved = best is None or (value > best if higher else value < best)
+        if policy == "every":
+            path = self._save(folder / f"epoch_{record.epoch:03d}.pt", record)
+            if improved:
+                result.best_checkpoint = path
+        else:
+            path = self._save(folder / "last.pt", record)
+            if improved:
+                result.best_checkpoint = self._save(folder / "best.pt", record)
+        result.last_checkpoint = path
+        record = EpochRecord(**{**record.__dict__, "checkpoint": path})
+        return record, value if improved else best
+
+    def _save(self, path: Path, record: EpochRecord) -> Path:
+        save_checkpoint(self.model, path)
+        sidecar = {
+            "epoch": record.epoch,
+            "config": self.config.model_dump(mode="json"),
+            "metrics": record.to_dict(),
+        }
+        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
+        return path
+
+    def close(self) -> None:
+        for data in self.evaluation.values():
+            data.close()
+
+
+def _describe(record: EpochRecord) -> str:
+    parts = [f"train loss {record.train_loss:.3f}"]
+    for name, split in (("val", record.validation), ("test", record.test)):
+        if split is not None:
+            parts.append(f"{name} AUC {split.auc:.3f} dist {split.dist:.3f} AP {split.ap:.3f}")
+    parts.append(f"{record.seconds:.1f} s")
+    return ", ".join(parts)
