@@ -29,6 +29,7 @@ USAGE_ERROR = 2
 
 
 def _quiet_libraries(verbose: bool) -> None:
+    import mlflow  # noqa: F401 - sets its own log levels when imported: import it first
     import optuna
 
     logging.basicConfig(
