@@ -52,7 +52,8 @@ def test_dry_run_lists_the_trials_and_writes_nothing(
     assert main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "4 to queue, 0 already queued" in out
-    assert "batch_size=4, chunk_size=3" in out
+    rows = [line.split("│")[1:3] for line in out.splitlines() if line.startswith("│")]
+    assert sorted((int(b), int(c)) for b, c in rows) == [(2, 2), (2, 3), (4, 2), (4, 3)]
     assert not (tmp_path / "studies").exists()
 
 
@@ -70,3 +71,28 @@ def test_prepare_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("vtd-sweep: ")
     assert "target" in err[0]
+
+
+def test_eval_a_checkpoint_on_data_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vtd.data.demo import DemoConfig, DemoLayout, generate_demo
+    from vtd.model import VTD, ModelConfig, save_checkpoint
+
+    tiny = DemoLayout(train_shows=1, test_shows=1, clips_per_show=1, width=96, height=72)
+    demo = generate_demo(
+        tmp_path / "demo",
+        DemoConfig(min_frames=8, max_frames=8, objectattention=tiny, videoattentiontarget=tiny),
+    )
+    weights = tmp_path / "fresh.pt"
+    save_checkpoint(VTD(ModelConfig(variant="small")), weights)
+    table = tmp_path / "metrics.csv"
+    command = ["eval", "--weights", str(weights), "--model", "small", "--device", "cpu"]
+    data = ["--data", str(demo.objectattention.root), "--csv", str(table)]
+    assert main([*command, *data]) == 0
+    assert "fresh.pt" in capsys.readouterr().out
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("checkpoint,epoch,auc,dist,ap,loss,frames")
+    assert len(lines) == 2 and lines[1].split(",")[6] == "8"  # the one 8-frame test clip
+    assert main([*command[:2], str(tmp_path / "absent.pt"), *command[3:], *data]) == 2
+    assert "absent.pt: no such checkpoint" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     vtd-sweep run FILE [--workers N] [--dry-run] [--force-new]
     vtd-sweep status FILE
     vtd-sweep ui FILE [--port PORT]
+    vtd-sweep eval --weights FILE_OR_FOLDER (--data FOLDER ... | --sweep FILE) [...]
     vtd-sweep prepare SOURCE OUTPUT --target NAME | --targets CSV [...]
 
 A bad sweep file (or bad input to `prepare`) is one line on stderr and exit code 2.
@@ -24,6 +25,7 @@ from types import FrameType
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.table import Table
 
 USAGE_ERROR = 2
 
@@ -174,6 +176,68 @@ def _ui(args: argparse.Namespace) -> int:
         return 0
 
 
+def _evaluation_clips(args: argparse.Namespace) -> list:
+    from vtd.data import SourceSpec, SplitSpec, build_index, load_splits
+    from vtd.data.splits import select_clips
+
+    if args.sweep is not None:
+        from vtd.sweep.config import load_sweep
+
+        sweep = load_sweep(args.sweep)
+        if sweep.file.demo is not None:
+            from vtd.data.demo import ensure_demo
+
+            ensure_demo(sweep.cache_dir, sweep.file.demo)
+        splits = load_splits(sweep.base.data, sweep.base.data_dir)
+        clips = getattr(splits, args.split)
+        if not clips:
+            raise _UsageError(f"{args.sweep}: the sweep's data has no {args.split} clips")
+        return clips
+    sources = [SourceSpec(root=path) for path in args.data]
+    clips = build_index(sources, Path.cwd())
+    return select_clips(clips, SplitSpec(subsets=(args.subset,)), "--subset")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from vtd.data import DataError
+    from vtd.evaluate.checkpoints import evaluate_checkpoints
+    from vtd.model import CheckpointError, ModelConfig
+    from vtd.sweep.console import terminal
+
+    if (args.sweep is None) == (not args.data):
+        raise _UsageError("give the data to evaluate on: --data FOLDER ... or --sweep FILE")
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        clips = _evaluation_clips(args)
+        rows = evaluate_checkpoints(
+            args.weights,
+            clips,
+            model=ModelConfig(variant=args.model) if args.model else None,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            device=device,
+        )
+    except (DataError, CheckpointError, FileNotFoundError) as error:
+        raise _UsageError(str(error)) from None
+    console = terminal()
+    table = Table(title=f"{args.weights}: {len(clips)} clips", title_justify="left")
+    for column in rows.columns:
+        table.add_column(str(column), justify="left" if column == "checkpoint" else "right")
+    for row in rows.itertuples(index=False):
+        table.add_row(
+            *(f"{value:.4f}" if isinstance(value, float) else str(value) for value in row)
+        )
+    console.print(table)
+    if args.csv is not None:
+        rows.to_csv(args.csv, index=False)
+        console.print(f"written to {args.csv}")
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -241,6 +305,25 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(handler=_ui)
+
+    evaluation = commands.add_parser(
+        "eval", help="evaluate a checkpoint, or every checkpoint of a folder, with the metrics"
+    )
+    evaluation.add_argument("--weights", type=Path, required=True, help="a .pt file or a folder")
+    evaluation.add_argument("--data", type=Path, nargs="+", help="data set folders to index")
+    evaluation.add_argument("--subset", default="test", help="with --data: annotation subfolder")
+    evaluation.add_argument("--sweep", type=Path, help="evaluate on this sweep file's data")
+    evaluation.add_argument(
+        "--split", choices=("train", "validation", "test"), default="test", help="with --sweep"
+    )
+    evaluation.add_argument(
+        "--model", choices=("full", "small"), help="default: from the checkpoint's sidecar"
+    )
+    evaluation.add_argument("--batch-size", type=int, default=4)
+    evaluation.add_argument("--chunk-size", type=int, default=3)
+    evaluation.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    evaluation.add_argument("--csv", type=Path, help="also write the table as CSV")
+    evaluation.set_defaults(handler=_eval)
 
     prep = commands.add_parser(
         "prepare", help="labelImg XML / OpenPose JSON folders to ObjectAttention annotations"
