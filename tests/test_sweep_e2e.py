@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -170,6 +171,48 @@ def test_every_outcome_for_real(tmp_path: Path, shared_cache: Path, mlflow_templ
         (item.resolved.params["lr"], item.resolved.params["batch_size"]) for item in again.queued
     ) == [(lr, batch) for lr in (4e-4, 5e-4, 6e-4) for batch in (1, 2)]
     assert all(item.origin == "retry" and len(item.retry_of) == 1 for item in again.queued)
+
+
+SAMPLED = (
+    """\
+study: sampled
+sampler: {name: random, seed: 3}
+n_trials: 5
+repeats: 2
+training:
+  model: {variant: small}
+  epochs: 1
+  device: cpu
+search_space:
+  model.lstm_dropout: [0.0, 0.5]
+"""
+    + TINY_DEMO
+)
+
+
+def test_sampled_configurations_run_once_per_seed(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    sweep = load_sweep(make_sweep(tmp_path, SAMPLED, shared_cache, mlflow_template))
+    run_sweep(sweep)
+    trials = trials_frame(sweep)
+    assert (trials["origin"] == "sampled").sum() == 5  # the budget, duplicates included
+    ran = trials[trials["ran"]]
+    copied = trials[trials["duplicate_of"].notna()]
+    assert set(ran["state"]) == {"COMPLETE"} and ran["config_hash"].is_unique
+    # two choices of dropout: at most two configurations, each trained with both seeds
+    assert len(ran) == 2 * ran["cell_hash"].nunique() and ran["cell_hash"].nunique() <= 2
+    assert sorted(ran.groupby("cell_hash")["seed"].apply(sorted).tolist()) == [[0, 1]] * len(
+        ran["cell_hash"].unique()
+    )
+    assert len(copied) == len(trials) - len(ran) >= 3
+    for copy in copied.itertuples():
+        original = trials.set_index("number").loc[int(copy.duplicate_of)]
+        assert copy.config_hash == original["config_hash"] and copy.value == original["value"]
+        assert pd.isna(copy.mlflow_run_id)
+    assert sorted(mlflow_runs(sweep)) == sorted(ran["number"])
+    again = plan(sweep)
+    assert again.queued == [] and again.to_sample == 0
 
 
 GRID = (

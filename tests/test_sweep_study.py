@@ -215,3 +215,23 @@ def test_a_moved_project_keeps_its_study(tmp_path: Path) -> None:
     queue_all(path)
     shutil.move(tmp_path / "here", tmp_path / "there")
     assert queue_all(tmp_path / "there" / "sweep.yaml") == 0
+
+
+def test_samplers_and_pruners_are_optunas_with_the_files_settings(tmp_path: Path) -> None:
+    from vtd.sweep.study import make_pruner, make_sampler
+
+    text = GRID.replace("sampler: grid", "sampler: {name: tpe, seed: 7, n_startup_trials: 3}")
+    text = text.replace(
+        "repeats: 2", "repeats: 2\nn_trials: 9\npruner: {name: median, n_warmup_steps: 2}"
+    )
+    text = text.replace("[0.0, 0.5]", "{low: 0.0, high: 0.5}")
+    sweep = load_sweep(write(tmp_path, text))
+    sampler, pruner = make_sampler(sweep), make_pruner(sweep)
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._n_startup_trials == 3
+    assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_warmup_steps == 2
+    halving = load_sweep(
+        write(tmp_path, GRID + "pruner: {name: successive_halving, reduction_factor: 3}\n")
+    )
+    assert isinstance(make_pruner(halving), optuna.pruners.SuccessiveHalvingPruner)
+    assert make_pruner(halving)._reduction_factor == 3
+    assert isinstance(make_pruner(load_sweep(write(tmp_path, GRID))), optuna.pruners.NopPruner)
