@@ -12,40 +12,19 @@ A bad sweep file (or bad input to `prepare`) is one line on stderr and exit code
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 USAGE_ERROR = 2
-
-
-def _quiet_libraries(verbose: bool) -> None:
-    import mlflow  # noqa: F401 - sets its own log levels when imported: import it first
-    import optuna
-
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)],
-        force=True,
-    )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
-    for name in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 class _CtrlC:
@@ -77,7 +56,15 @@ def _run(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
     from vtd.sweep.console import LiveProgress, plan_table, state_counts, terminal, trials_table
     from vtd.sweep.results import trials_frame
-    from vtd.sweep.session import OPTIMISTIC_NOTE, Notice, plan, prepare, run_sweep
+    from vtd.sweep.runner import TrialLauncher
+    from vtd.sweep.session import (
+        OPTIMISTIC_NOTE,
+        Notice,
+        PreparationError,
+        plan,
+        prepare,
+        run_sweep,
+    )
 
     console = terminal()
     sweep = load_sweep(args.file)
@@ -95,30 +82,43 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else None
     with _CtrlC(console) as ctrl_c:
-        study_plan = prepare(
-            sweep,
-            force_new=args.force_new,
-            events=lambda event: (
-                console.print(event.message) if isinstance(event, Notice) else None
-            ),
-        )
+        if args.workers == 1:
+            TrialLauncher().warm_up()  # the fork server imports torch while the study is prepared
+        try:
+            study_plan = prepare(
+                sweep,
+                force_new=args.force_new,
+                events=lambda event: (
+                    console.print(event.message) if isinstance(event, Notice) else None
+                ),
+                stop=ctrl_c.stop,
+            )
+        except PreparationError:
+            if ctrl_c.stop.is_set():
+                console.print("interrupted while preparing: run the same command again")
+                return 130
+            raise
         console.print(
             f"study {sweep.study_name}: {study_plan.total} trial(s) to run, "
             f"{study_plan.finished} finished before; MLflow: {sweep.tracking_uri}"
         )
-        with LiveProgress(console, study_plan.total, sweep.file.objective.metric) as progress:
-            outcome = run_sweep(
-                sweep,
-                workers=args.workers,
-                events=progress,
-                stop=ctrl_c.stop,
-                torch_threads=threads,
-                prepared=study_plan,
-            )
+        outcome = None
+        if study_plan.total > 0:
+            with LiveProgress(console, study_plan.total, sweep.file.objective.metric) as progress:
+                outcome = run_sweep(
+                    sweep,
+                    workers=args.workers,
+                    events=progress,
+                    stop=ctrl_c.stop,
+                    torch_threads=threads,
+                    prepared=study_plan,
+                )
     trials = trials_frame(sweep)
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
     if sweep.file.objective.optimistic:
         console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")
+    if outcome is None:
+        return 0
     for error in outcome.worker_errors:
         console.print(f"[red]{error}[/]")
     if outcome.interrupted:
@@ -346,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries(args.verbose)
+    from vtd.sweep.console import configure_logging
+
+    configure_logging(args.verbose)
     from vtd.sweep.config import SweepFileError
     from vtd.sweep.session import PreparationError
     from vtd.sweep.study import StudyError

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from vtd.data.config import DataConfig
 from vtd.data.demo import DemoConfig, demo_folder_name
 from vtd.model import ModelConfig
+from vtd.sweep._report_config import ReportConfig
 from vtd.sweep._yaml import KeyPath, YamlDocument, YamlLocationError, format_key_path, load_yaml
 from vtd.sweep.faults import FaultConfig
 from vtd.sweep.space import SearchSpace, SearchSpaceError, parse_search_space
@@ -183,6 +184,9 @@ class SweepFile(_Strict):
         default_factory=dict, description="TrainConfig fields (all but data and output_dir)"
     )
     search_space: dict[str, Any] = Field(default_factory=dict)
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, description="grid rows, columns and lines of the plots"
+    )
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,9 @@ def load_sweep(path: Path | str) -> Sweep:
         )
     except SearchSpaceError as error:
         raise _error(path, doc, ["search_space", *error.keys], str(error)) from None
+    report_problem = sweep_file.report.problem(space, base.model_dump(mode="json"))
+    if report_problem is not None:
+        raise _error(path, doc, ["report", report_problem[0]], report_problem[1])
     for index, fault in enumerate(sweep_file.faults):
         unknown = [key for key in fault.when if not space.is_config_path(key)]
         if unknown:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from types import TracebackType
 from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +24,26 @@ from rich.table import Table
 from vtd.sweep.config import Sweep
 from vtd.sweep.session import Notice, Plan
 from vtd.sweep.worker import EpochEnded, Event, TrialEnded, TrialStarted
+
+
+def configure_logging(verbose: bool) -> None:
+    """Our warnings (and INFO with `verbose`) on stderr; the libraries' chatter off."""
+    import mlflow  # noqa: F401 - sets its own log levels when imported: import it first
+    import optuna
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)],
+        force=True,
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
 
 STATE_STYLES = {
     "COMPLETE": "green",

@@ -189,7 +189,9 @@ def _worker_process(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    logging.basicConfig(level=logging.WARNING)
+    from vtd.sweep.console import configure_logging
+
+    configure_logging(verbose=False)
     try:
         run_worker(
             load_sweep(sweep_path),
@@ -264,7 +266,8 @@ def run_sweep(
             events(event)
 
     launcher = TrialLauncher()
-    launcher.warm_up()  # imports torch in the fork server while the study is prepared
+    if workers == 1:
+        launcher.warm_up()  # imports torch in the fork server while the study is prepared
     study_plan = prepared or prepare(
         sweep, force_new=force_new, launcher=launcher, events=sink, stop=stop
     )

@@ -1,0 +1,60 @@
+"""The sweep file's `report:` section: how the grid figure and the report are laid out.
+
+```yaml
+report:
+  rows: batch_size                    # the grid's rows (default)
+  columns: chunk_size                 # its columns (default)
+  lines: initial_weights              # one line per value in every cell (default)
+  reduce: best                        # heatmaps: best or last epoch; default: the objective's
+```
+Any training setting (a field path, as in `search_space`) may be a rows, columns or lines
+setting; one the search space does not vary gives a single row, column or line. Searched
+settings that are none of the three tell lines apart too (`fresh, lr=0.0001`). Kept apart
+from `vtd.sweep.report` so that reading a sweep file imports neither pandas nor matplotlib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vtd.sweep.space import SearchSpace, get_path
+
+ROLES = ("rows", "columns", "lines")
+
+
+class ReportConfig(BaseModel):
+    """Layout of the plots and of `report.md` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rows: str = Field(default="batch_size", description="training setting of the grid's rows")
+    columns: str = Field(default="chunk_size", description="training setting of its columns")
+    lines: str = Field(
+        default="initial_weights", description="training setting drawn as one line per value"
+    )
+    reduce: Literal["best", "last"] | None = Field(
+        default=None,
+        description="heatmaps show each trial's best or last epoch; default: objective.reduce",
+    )
+
+    def problem(self, space: SearchSpace, base: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(key, message) for a setting that cannot lay out the grid; None when all is well.
+
+        `base` is the base training configuration as a dict (`TrainConfig.model_dump()`).
+        """
+        chosen = {role: getattr(self, role) for role in ROLES}
+        for role, name in chosen.items():
+            others = [other for other in ROLES if other != role and chosen[other] == name]
+            if others:
+                return role, f"{name} is also the {others[0]} setting; pick another"
+            if not space.is_config_path(name):
+                return role, f"{name!r} is not a training setting (use a field path, e.g. lr)"
+            if name != "initial_weights" and isinstance(get_path(base, name), Mapping):
+                return role, f"{name} is a group of settings; name one inside it"
+            ranged = name in space.names and not space.values_of(name)
+            if ranged and role in self.model_fields_set:
+                return role, f"{name} is searched as a range; the grid needs a listed setting"
+        return None

@@ -1,0 +1,244 @@
+"""A study as the plots and the report see it: one row per configuration x seed, with outcome.
+
+Built on `vtd.sweep.results` (Optuna's trials, MLflow's per-epoch metrics). A configuration
+(cell) can have several Optuna trials per seed: a FAILED one queued again, a copy that was
+not run because an identical trial had finished. `load_tables` keeps one trial per
+configuration x seed, in this order of preference: COMPLETE, PRUNED, FAILED, RUNNING,
+WAITING; a trial that ran before a copy that did not; then the latest. Its outcome is one of
+
+- `complete`: trained every epoch;
+- `stopped`: pruned by the pruner (trained some epochs);
+- `out_of_memory`: pruned as out of memory, or dominated by such a trial (not run);
+- `failed`, `interrupted`: FAILED (an error, a dead process; Ctrl-C);
+- `unfinished`: waiting or running.
+
+Numbers: a trial's `selected epoch` is the epoch the objective picked (`best_epoch`: its best
+or last epoch on the objective's split); `sel_<split>_<metric>` are its metrics at that
+epoch, `final_<split>_<metric>` at its last epoch, `reduced_<split>_<metric>` its best (or
+last, as `report.reduce` says) value of each metric on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+import pandas as pd
+
+from vtd.data.config import DataConfig
+from vtd.sweep.config import Sweep
+from vtd.sweep.results import epochs_frame, trials_frame
+from vtd.sweep.space import apply_params, get_path
+from vtd.sweep.weights import WEIGHTS_FRESH
+from vtd.train.config import HIGHER_IS_BETTER
+
+Outcome = Literal["complete", "stopped", "out_of_memory", "failed", "interrupted", "unfinished"]
+SPLITS = {"val": "validation", "test": "test"}
+METRICS = ("auc", "dist")
+WITH_CURVES = ("complete", "stopped")
+_STATE_RANK = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
+_ALLOCATE = re.compile(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]i?B)")
+_ALLOCATE_BYTES = re.compile(r"allocate (\d+) bytes")
+_DOMINATED = re.compile(r"dominated by out-of-memory at (batch [^,]+, chunk \S+)")
+
+
+@dataclass(frozen=True)
+class StudyTables:
+    """The study's trials (one per configuration x seed) and their per-epoch metrics."""
+
+    sweep: Sweep
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    settings: tuple[str, ...]
+    all_trials: int
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Prefixes of the splits with per-epoch metrics: ("val", "test"), in that order."""
+        return tuple(
+            prefix
+            for prefix in SPLITS
+            if any(f"{prefix}_{metric}" in self.epochs.columns for metric in METRICS)
+        )
+
+    def values_of(self, name: str) -> tuple[Any, ...]:
+        """The values of a setting in the order of the sweep file (observed ones, for ranges)."""
+        listed = self.sweep.space.values_of(name)
+        if listed:
+            return tuple(listed)
+        observed = (
+            [value for value in self.trials[name].dropna().unique()] if name in self.trials else []
+        )
+        return tuple(sorted(observed, key=_sort_key))
+
+    def curves(self, numbers: list[int]) -> pd.DataFrame:
+        return self.epochs[self.epochs["number"].isin(numbers)]
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+def base_setting(sweep: Sweep, name: str) -> Any:
+    """The value of a setting that the search space does not vary."""
+    if name == "initial_weights":
+        return WEIGHTS_FRESH if sweep.base_weights is None else sweep.base_weights
+    value = get_path(sweep.base.model_dump(mode="json"), name)
+    return value
+
+
+def training_data_label(data: DataConfig) -> str:
+    """What a trial trains on, in a few words: its sources and how train was chosen."""
+    names = [source.dataset for source in data.sources]
+    train = data.train
+    if data.cross_validation is None and train.sources is not None:
+        names = [name for name in names if any(fnmatchcase(name, p) for p in train.sources)]
+    label = " + ".join(names)
+    cv = data.cross_validation
+    if cv is not None:
+        return f"{label}, fold {cv.fold} of {cv.folds}"
+    if "train" in data.model_fields_set and (train.shows or train.persons):
+        listed = len(train.shows or ()) + len(train.persons or ())
+        label += f" ({listed} listed shows)" if train.shows else f" ({listed} listed persons)"
+    return label
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _pick(group: pd.DataFrame) -> pd.Series:
+    ranked = group.assign(
+        _rank=group["state"].map(_STATE_RANK).fillna(9),
+        _copy=~group["ran"].astype(bool),
+        _latest=-group["number"],
+    ).sort_values(["_rank", "_copy", "_latest"])
+    return ranked.iloc[0]
+
+
+def outcome_of(row: Mapping[str, Any]) -> Outcome:
+    state = row["state"]
+    if state == "COMPLETE":
+        return "complete"
+    if state == "PRUNED":
+        return "out_of_memory" if row.get("out_of_memory") else "stopped"
+    if state == "FAIL":
+        return "interrupted" if row.get("interrupted") is True else "failed"
+    return "unfinished"
+
+
+def _megabytes(value: Any) -> str:
+    return f"{float(value) / 1024:.1f} GB" if float(value) >= 1024 else f"{float(value):.0f} MB"
+
+
+def out_of_memory_figure(row: Mapping[str, Any]) -> str:
+    """What made a trial run out of memory, in a few words (the figure that triggered it)."""
+    reason = str(row.get("reason") or "")
+    dominated = _DOMINATED.search(reason)
+    if dominated:
+        return f"dominated by {dominated.group(1)}"
+    if "(host):" in reason and _finite(row.get("memory_cap_mb")):
+        peak = row.get("peak_host_mb")
+        over = f"{_megabytes(peak)} > " if _finite(peak) else ""
+        return f"host memory {over}cap {_megabytes(row['memory_cap_mb'])}"
+    where = "CUDA" if "(CUDA)" in reason else "host"
+    if _finite(row.get("peak_device_mb")):
+        return f"{where}, peak {_megabytes(row['peak_device_mb'])}"
+    allocate = _ALLOCATE.search(reason)
+    if allocate:
+        return f"{where}: tried to allocate {allocate.group(1)}"
+    allocate_bytes = _ALLOCATE_BYTES.search(reason)
+    if allocate_bytes:
+        return f"{where}: tried to allocate {_megabytes(int(allocate_bytes.group(1)) / 2**20)}"
+    return where
+
+
+def failure_figure(row: Mapping[str, Any], width: int = 60) -> str:
+    """A FAILED trial's reason, short: the error type and message, a signal, an exit code."""
+    reason = str(row.get("reason") or "").removeprefix("failed: ")
+    reason = reason.splitlines()[0] if reason else "failed"
+    return reason if len(reason) <= width else reason[: width - 1] + "…"
+
+
+def _reduce(values: pd.Series, metric: str, how: str) -> float | None:
+    values = values.dropna()
+    if values.empty:
+        return None
+    if how == "last":
+        return float(values.iloc[-1])
+    return float(values.max() if HIGHER_IS_BETTER[metric] else values.min())
+
+
+def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
+    """The study's tables (empty frames when nothing has run yet)."""
+    report = sweep.file.report
+    how = reduce or report.reduce or sweep.file.objective.reduce
+    raw = trials_frame(sweep)
+    epochs = epochs_frame(sweep)
+    searched = tuple(sweep.space.names)
+    layout = tuple(getattr(report, role) for role in ("rows", "columns", "lines"))
+    settings = (*searched, *(name for name in layout if name not in searched))
+    if raw.empty:
+        empty = pd.DataFrame(columns=["number", "state", "outcome", *settings])
+        return StudyTables(sweep, empty, epochs, settings, 0)
+    for name in settings:
+        if name not in searched:
+            raw[name] = [base_setting(sweep, name)] * len(raw)
+    raw = raw[raw["config_hash"].notna()]
+    kept = [_pick(group) for _, group in raw.groupby("config_hash", sort=False)]
+    trials = pd.DataFrame(kept).drop(columns=["_rank", "_copy", "_latest"])
+    trials = trials.sort_values("number", ignore_index=True)
+    trials["outcome"] = [outcome_of(row) for row in trials.to_dict("records")]
+    trials["configuration"] = trials["cell"]
+    trials["data"] = [_data_label(sweep, row, searched) for row in trials.to_dict("records")]
+
+    metric_columns = [
+        f"{prefix}_{metric}"
+        for prefix in SPLITS
+        for metric in METRICS
+        if f"{prefix}_{metric}" in epochs.columns
+    ]
+    curves = epochs[epochs["number"].isin(trials["number"])] if not epochs.empty else epochs
+    rows: dict[str, list[Any]] = {
+        f"{kind}_{column}": [] for kind in ("sel", "final", "reduced") for column in metric_columns
+    }
+    rows["final_epoch"] = []
+    by_number = {number: group for number, group in curves.groupby("number")} if len(curves) else {}
+    for trial in trials.to_dict("records"):
+        mine = by_number.get(trial["number"])
+        has_curves = mine is not None and trial["outcome"] in WITH_CURVES
+        mine = mine.sort_values("epoch") if has_curves else None
+        best = trial.get("best_epoch")
+        selected = mine[mine["epoch"] == int(best)] if has_curves and _finite(best) else None
+        rows["final_epoch"].append(int(mine["epoch"].iloc[-1]) if has_curves else None)
+        for column in metric_columns:
+            metric = column.split("_", 1)[1]
+            at_best = None
+            if selected is not None and len(selected):
+                at_best = selected[column].iloc[0]
+            rows[f"sel_{column}"].append(at_best if _finite(at_best) else None)
+            last = mine[column].iloc[-1] if has_curves else None
+            rows[f"final_{column}"].append(last if _finite(last) else None)
+            rows[f"reduced_{column}"].append(
+                _reduce(mine[column], metric, how) if has_curves else None
+            )
+    for column, values in rows.items():
+        trials[column] = pd.Series(values, index=trials.index, dtype="float64")
+    with_curves = trials.loc[trials["outcome"].isin(WITH_CURVES), "number"]
+    kept_epochs = epochs[epochs["number"].isin(with_curves)] if not epochs.empty else epochs
+    return StudyTables(sweep, trials, kept_epochs.reset_index(drop=True), settings, len(raw))
+
+
+def _data_label(sweep: Sweep, trial: Mapping[str, Any], searched: tuple[str, ...]) -> str:
+    params = {
+        name: trial[name]
+        for name in searched
+        if name.startswith("data.") and _finite(trial.get(name))
+    }
+    raw = apply_params(sweep.base_raw, params)["data"] if params else None
+    data = DataConfig.model_validate(raw) if raw is not None else sweep.base.data
+    return training_data_label(data)
