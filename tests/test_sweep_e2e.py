@@ -332,3 +332,34 @@ def test_prepare_twice_queues_once(
     assert prepare(sweep).total == 14
     assert prepare(sweep).total == 14  # the 14 queued before, none added
     assert len(open_sweep_study(sweep, create=False).study.trials) == 14
+
+
+def test_force_new_replaces_a_changed_study(tmp_path: Path, mlflow_template: Path) -> None:
+    from vtd.sweep.study import StudyError
+    from vtd.sweep.tracking import Tracker
+
+    text = (
+        "study: replaced\nsampler: grid\n"
+        "data: {sources: [data/objectattention], validation: {groups: 1}}\n"
+        "training: {model: {variant: small}}\n"
+        "search_space: {batch_size: [2, 4]}\n"
+    )
+    (tmp_path / "studies").mkdir()
+    shutil.copyfile(mlflow_template, tmp_path / "studies" / "mlflow.db")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    sweep = load_sweep(path)
+    assert prepare(sweep).total == 2
+    (sweep.trials_dir / "0").mkdir(parents=True)
+    path.write_text(text.replace("[2, 4]", "[2, 4, 8]"))
+    changed = load_sweep(path)
+    with pytest.raises(StudyError, match="another search_space"):
+        prepare(changed)
+    assert prepare(changed, force_new=True).total == 3
+    assert len(open_sweep_study(changed, create=False).study.trials) == 3
+    assert not sweep.study_dir.exists()
+    assert [p.name.startswith("replaced.replaced-") for p in sweep.studies_dir.iterdir()].count(
+        True
+    ) == 1
+    names = {e.name for e in Tracker(changed).client.search_experiments()}
+    assert "replaced" in names and any(name.startswith("replaced.replaced-") for name in names)
