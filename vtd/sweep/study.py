@@ -224,7 +224,8 @@ def open_sweep_study(sweep: Sweep, *, create: bool) -> SweepStudy:
     )
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
-        study.set_user_attr(SETTINGS_ATTR, current)
+        if create:
+            study.set_user_attr(SETTINGS_ATTR, current)
     else:
         changed = _changed_parts(stored, current)
         if study.direction.name.lower() != sweep.direction and "objective" not in changed:
@@ -235,7 +236,7 @@ def open_sweep_study(sweep: Sweep, *, create: bool) -> SweepStudy:
                 f"{sweep.path.name} now has; give the study a new name, or replace it with "
                 f"`vtd-sweep run {sweep.path.name} --force-new` (its trials are deleted)"
             )
-        if stored != current:  # repeats or other free settings changed: keep the latest
+        if create and stored != current:  # repeats or other free settings: keep the latest
             study.set_user_attr(SETTINGS_ATTR, current)
     return SweepStudy(
         sweep=sweep,
