@@ -2,6 +2,7 @@
 
     vtd-sweep run FILE [--workers N] [--dry-run] [--force-new]
     vtd-sweep status FILE
+    vtd-sweep report FILE
     vtd-sweep ui FILE [--port PORT]
     vtd-sweep eval --weights FILE_OR_FOLDER (--data FOLDER ... | --sweep FILE) [...]
     vtd-sweep prepare SOURCE OUTPUT --target NAME | --targets CSV [...]
@@ -117,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
     if sweep.file.objective.optimistic:
         console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")
+    _write_report(console, sweep, outcome.parent_run_id if outcome is not None else None)
     if outcome is None:
         return 0
     for error in outcome.worker_errors:
@@ -125,6 +127,20 @@ def _run(args: argparse.Namespace) -> int:
         console.print("interrupted: run the same command again to resume")
         return 130
     return 1 if outcome.worker_errors else 0
+
+
+def _write_report(console: Console, sweep: Sweep, parent_run_id: str | None) -> None:
+    from vtd.sweep.report import write_report
+
+    files = write_report(sweep, parent_run_id=parent_run_id)
+    console.print(f"report: {files.report} ({len(files.plots)} plots; MLflow run {files.run_id})")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from vtd.sweep.config import load_sweep
+
+    _write_report(Console(), load_sweep(args.file), None)
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -300,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("file", type=Path)
     status.set_defaults(handler=_status)
 
+    report = commands.add_parser(
+        "report", help="write studies/<study>/report.md and its plots; log them to MLflow"
+    )
+    report.add_argument("file", type=Path)
+    report.set_defaults(handler=_report)
+
     ui = commands.add_parser("ui", help="the MLflow UI for the study's tracking store")
     ui.add_argument("file", type=Path)
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
@@ -358,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepFileError, StudyError, PreparationError, _UsageError) as error:
         print(f"vtd-sweep: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("vtd-sweep: aborted (the running trial is marked interrupted)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -102,8 +102,7 @@ def training_data_label(data: DataConfig) -> str:
     if cv is not None:
         return f"{label}, fold {cv.fold} of {cv.folds}"
     if "train" in data.model_fields_set and (train.shows or train.persons):
-        listed = len(train.shows or ()) + len(train.persons or ())
-        label += f" ({listed} listed shows)" if train.shows else f" ({listed} listed persons)"
+        label += " (listed train shows)" if train.shows else " (listed train persons)"
     return label
 
 

@@ -114,6 +114,10 @@ class LiveProgress:
             )
 
 
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def plan_table(sweep: Sweep, plan: Plan) -> Table:
     table = Table(title=f"{sweep.study_name}: trials to queue", title_justify="left")
     for column in (*sweep.space.names, "seed", "origin", "config hash"):
@@ -167,7 +171,7 @@ def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
             _number(row.get("value")),
             _number(row.get(f"best_{split}_auc")),
             _number(row.get(f"best_{split}_dist")),
-            str(row.get("reason") or "")
+            _text(row.get("reason"))
             .removeprefix("pruned: ")
             .removeprefix("failed: ")
             .removeprefix("complete: "),

@@ -62,11 +62,13 @@ _CELL_TEXT_WIDTH = 28
 _NOTE_WIDTH = 46
 
 
-def _setting_name(name: str) -> str:
+def setting_name(name: str) -> str:
+    """`data.cross_validation.fold` -> `fold`, `batch_size` -> `batch size`."""
     return name.rsplit(".", 1)[-1].replace("_", " ")
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A setting's value, short: numbers as %g, checkpoint paths by their file name."""
     if isinstance(value, float):
         return f"{value:g}"
     return str(Path(value).name) if isinstance(value, str) and "/" in value else str(value)
@@ -120,15 +122,15 @@ class GridLayout:
 
     def line_label(self, key: tuple[Any, ...]) -> str:
         extra = [
-            f"{_setting_name(name)}={_value_text(value)}"
+            f"{setting_name(name)}={value_text(value)}"
             for name, value in zip(self.others, key[1:], strict=True)
         ]
-        return ", ".join([_value_text(key[0]), *extra])
+        return ", ".join([value_text(key[0]), *extra])
 
     def cell_title(self, row: Any, column: Any) -> str:
         return (
-            f"{_setting_name(self.rows)} {_value_text(row)} · "
-            f"{_setting_name(self.columns)} {_value_text(column)}"
+            f"{setting_name(self.rows)} {value_text(row)} · "
+            f"{setting_name(self.columns)} {value_text(column)}"
         )
 
 
@@ -392,12 +394,12 @@ def grid_figure(
         ncols=min(len(handles), 4),
         frameon=False,
         fontsize=8.5,
-        title=f"{_setting_name(layout.lines)} (line: mean over repeats)",
+        title=f"{setting_name(layout.lines)} (line: mean over repeats)",
         title_fontsize=8.5,
     )
     figure.suptitle(
         f"{tables.sweep.study_name}: {SPLIT_NAMES[split]} {METRIC_NAMES[metric]} per epoch "
-        f"(rows: {_setting_name(layout.rows)}, columns: {_setting_name(layout.columns)})",
+        f"(rows: {setting_name(layout.rows)}, columns: {setting_name(layout.columns)})",
         fontsize=10.5,
     )
     return figure
@@ -479,12 +481,12 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
             for i, row in enumerate(layout.row_values):
                 for j, col in enumerate(layout.column_values):
                     _annotate_heat(ax, grid[(row, col)], i, j, colormap, low, high)
-            ax.set_xticks(range(ncols), [_value_text(v) for v in layout.column_values])
-            ax.set_yticks(range(nrows), [_value_text(v) for v in layout.row_values])
-            ax.set_xlabel(_setting_name(layout.columns))
-            ax.set_ylabel(_setting_name(layout.rows))
+            ax.set_xticks(range(ncols), [value_text(v) for v in layout.column_values])
+            ax.set_yticks(range(nrows), [value_text(v) for v in layout.row_values])
+            ax.set_xlabel(setting_name(layout.columns))
+            ax.set_ylabel(setting_name(layout.rows))
             ax.set_title(
-                f"{METRIC_NAMES[metric]} · {_setting_name(layout.lines)} {layout.line_label(key)}",
+                f"{METRIC_NAMES[metric]} · {setting_name(layout.lines)} {layout.line_label(key)}",
                 fontsize=9,
             )
         if image is not None:

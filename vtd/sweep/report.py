@@ -43,6 +43,8 @@ from vtd.sweep.plots import (
     heatmap_figure,
     optuna_views,
     save,
+    setting_name,
+    value_text,
 )
 from vtd.sweep.study import StudyError, open_sweep_study, study_exists
 from vtd.sweep.tracking import Tracker
@@ -219,8 +221,9 @@ def weights_by_data(tables: StudyTables) -> tuple[pd.DataFrame, str]:
     keys = [weights_name, *rest]
     for group_key, group in trials.groupby([*keys, "data"], sort=False):
         *values, data = group_key
-        label = _display(values[0]) + "".join(
-            f", {name}={_display(value)}" for name, value in zip(rest, values[1:], strict=True)
+        label = value_text(values[0]) + "".join(
+            f", {setting_name(name)} {value_text(value)}"
+            for name, value in zip(rest, values[1:], strict=True)
         )
         done = group[group["outcome"] == "complete"]
         auc = _spread(done, f"final_{prefix}_auc")
@@ -365,7 +368,8 @@ def _configurations_section(table: pd.DataFrame, tables: StudyTables) -> list[st
     )
     lines.append("")
     settings = [name for name in tables.settings if name != "initial_weights"]
-    header = ["#", "initial weights", "data", *settings, "repeats", "best epoch"]
+    header = ["#", "initial weights", "data", *map(setting_name, settings), "repeats"]
+    header.append("best epoch")
     metric_columns = [
         (f"{prefix}_{metric}", f"{SPLIT_NAMES[prefix]} {METRIC_NAMES[metric]}")
         for prefix in tables.splits
@@ -378,7 +382,7 @@ def _configurations_section(table: pd.DataFrame, tables: StudyTables) -> list[st
         rows.append(
             [
                 row["id"],
-                weights,
+                value_text(weights),
                 row["data"],
                 *(row[name] for name in settings),
                 f"{row['complete']}/{row['repeats']}",

@@ -160,10 +160,12 @@ class TrialLauncher:
         watchdog = MemoryWatchdog(process.pid, request.memory_cap_mb)
         watchdog.start()
         outcome = ProcessOutcome(status="died")
+        urgent = True  # an exception here (a second Ctrl-C, a broken store) ends the trial now
         try:
             self._converse(process, parent_end, on_epoch, outcome, watchdog, stop)
+            urgent = outcome.status == "interrupted"
         finally:
-            self._end(process, urgent=outcome.status == "interrupted")
+            self._end(process, urgent=urgent)
             watchdog.stop()
             parent_end.close()
         outcome.exit_code = process.exitcode

@@ -161,6 +161,16 @@ class TrialExecution:
         try:
             outcome = self._train()
             verdict = self._judge(outcome)
+        except KeyboardInterrupt:
+            self._finish(
+                _Verdict(
+                    TrialState.FAIL,
+                    "interrupted: queued again by the next run",
+                    attrs={"interrupted": True},
+                ),
+                ran=True,
+            )
+            raise
         except BaseException as error:
             # Our own bookkeeping broke (storage, tracking): never leave the trial RUNNING.
             self._finish(
