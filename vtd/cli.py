@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
     if sweep.file.objective.optimistic:
         console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")
-    _write_report(console, sweep, outcome.parent_run_id if outcome is not None else None)
+    _write_report(console, args.file, outcome.parent_run_id if outcome is not None else None)
     if outcome is None:
         return 0
     for error in outcome.worker_errors:
@@ -129,17 +129,20 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if outcome.worker_errors else 0
 
 
-def _write_report(console: Console, sweep: Sweep, parent_run_id: str | None) -> None:
+def _write_report(console: Console, file: Path, parent_run_id: str | None) -> None:
+    from vtd.sweep.config import load_sweep
     from vtd.sweep.report import write_report
 
-    files = write_report(sweep, parent_run_id=parent_run_id)
-    console.print(f"report: {files.report} ({len(files.plots)} plots; MLflow run {files.run_id})")
+    files = write_report(load_sweep(file), parent_run_id=parent_run_id)
+    console.print(
+        f"report: {files.report} ({len(files.plots)} plots; MLflow run {files.run_id})",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep
-
-    _write_report(Console(), load_sweep(args.file), None)
+    _write_report(Console(), args.file, None)
     return 0
 
 

@@ -58,12 +58,21 @@ class StudyTables:
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """Prefixes of the splits with per-epoch metrics: ("val", "test"), in that order."""
-        return tuple(
+        """Prefixes of the evaluated splits, ("val", "test") in that order: those with
+        per-epoch metrics, or before any epoch has finished, those the data defines."""
+        measured = tuple(
             prefix
             for prefix in SPLITS
             if any(f"{prefix}_{metric}" in self.epochs.columns for metric in METRICS)
         )
+        if measured:
+            return measured
+        data = self.sweep.base.data
+        has = {
+            "val": data.validation is not None,
+            "test": data.test is not None or data.cross_validation is not None,
+        }
+        return tuple(prefix for prefix in SPLITS if has[prefix])
 
     def values_of(self, name: str) -> tuple[Any, ...]:
         """The values of a setting in the order of the sweep file (observed ones, for ranges)."""

@@ -134,7 +134,7 @@ def _state_text(trials: pd.DataFrame) -> str:
             return "PRUNED: stopped by the pruner"
         if outcome in ("failed", "interrupted"):
             return f"FAILED: {failure_figure(first, 50)}"
-        return "not finished"
+        return "not finished (waiting or running)"
     parts = []
     for outcome, count in counts.items():
         mine = trials[trials["outcome"] == outcome]
@@ -497,12 +497,12 @@ def draw_plots(tables: StudyTables, folder: Path) -> dict[str, Path]:
         return plots
     layout = GridLayout.of(tables)
     cells = classify_cells(tables, layout)
-    for prefix in tables.splits or ("val",):
+    for prefix in tables.splits:
         for metric in ("auc", "dist"):
             name = f"grid_{prefix}_{metric}"
             figure = grid_figure(tables, layout, cells, split=prefix, metric=metric)
             plots[name] = save(figure, folder / f"{name}.png")
-    for prefix in tables.splits:
+    for prefix in tables.splits if len(tables.epochs) else ():
         name = f"heatmap_{prefix}"
         plots[name] = save(heatmap_figure(tables, layout, split=prefix), folder / f"{name}.png")
     sweep_study = open_sweep_study(tables.sweep, create=False)

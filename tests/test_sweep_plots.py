@@ -1,0 +1,263 @@
+"""Plots of a real study (tests/_report_study.py): which cells are marked, and the numbers drawn.
+
+Expectations are read from Optuna and MLflow directly, not from the tables the plots use.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+import optuna
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.patches import Rectangle
+from optuna.trial import TrialState
+
+from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
+from vtd.sweep._tables import StudyTables, load_tables
+from vtd.sweep.config import Sweep, load_sweep
+from vtd.sweep.plots import (
+    OPTUNA_VIEWS,
+    GridLayout,
+    classify_cells,
+    grid_figure,
+    heatmap_figure,
+    heatmap_values,
+    optuna_views,
+    optuna_views_for,
+)
+
+OTHER = "weights/other.pt"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    return build_report_study(tmp_path_factory.getbasetemp() / "report-study")
+
+
+@pytest.fixture(scope="module")
+def sweep(built: BuiltStudy) -> Sweep:
+    return load_sweep(built.sweep_path)
+
+
+@pytest.fixture(scope="module")
+def tables(sweep: Sweep) -> StudyTables:
+    return load_tables(sweep)
+
+
+@pytest.fixture(scope="module")
+def optuna_trials(sweep: Sweep) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=sweep.study_name, storage=sweep.storage_url).trials
+
+
+@pytest.fixture(scope="module")
+def metrics(sweep: Sweep) -> dict[int, dict[str, dict[int, float]]]:
+    return mlflow_metrics(sweep.tracking_uri, sweep.study_name)
+
+
+def _by_cell(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple[int, int], list]:
+    cells: dict[tuple[int, int], list] = defaultdict(list)
+    for trial in trials:
+        cells[(trial.params["batch_size"], trial.params["chunk_size"])].append(trial)
+    return cells
+
+
+def _numbers(trials: list, **params: object) -> list[int]:
+    return [
+        t.number for t in trials if all(t.params[key] == value for key, value in params.items())
+    ]
+
+
+def test_the_cells_marked_out_of_memory_are_the_pruned_ones(
+    tables: StudyTables, optuna_trials: list
+) -> None:
+    def ran_out(trial: optuna.trial.FrozenTrial) -> bool:
+        attrs = trial.user_attrs
+        return trial.state == TrialState.PRUNED and bool(
+            attrs.get("out_of_memory") or attrs.get("oom_dominated")
+        )
+
+    by_cell = _by_cell(optuna_trials)
+    expected = {cell for cell, trials in by_cell.items() if all(map(ran_out, trials))}
+    assert expected == {(2, 2), (2, 4)}  # the fixture's injected fault and what it dominates
+
+    layout = GridLayout.of(tables)
+    assert (layout.rows, layout.columns, layout.lines) == (
+        "batch_size",
+        "chunk_size",
+        "initial_weights",
+    )
+    assert layout.row_values == (1, 2) and layout.column_values == (2, 4)
+    assert layout.line_keys == (("fresh",), (OTHER,))
+    cells = classify_cells(tables, layout)
+    assert {cell for cell, drawn in cells.items() if drawn.kind == "out_of_memory"} == expected
+    for cell in expected:
+        assert sorted(cells[cell].out_of_memory) == sorted(t.number for t in by_cell[cell])
+
+    # the figure that triggered it: the injected CUDA error, and the dominating cell
+    ran = [t for t in by_cell[(2, 2)] if "dominated_by" not in t.user_attrs]
+    asked = re.search(r"allocate (\S+ GiB)", ran[0].user_attrs["reason"]).group(1)
+    assert cells[(2, 2)].text == f"out of memory\nCUDA: tried to allocate {asked}"
+    assert cells[(2, 4)].text == "out of memory\ndominated by batch 2, chunk 2"
+
+    # a cell with curves and a failed line says so; a clean cell has no notes; none is blank
+    mixed = cells[(1, 4)]
+    assert mixed.kind == "curves"
+    failed = [t for t in by_cell[(1, 4)] if t.state == TrialState.FAIL]
+    assert sorted(mixed.failed) == sorted(t.number for t in failed) and len(failed) == 3
+    assert mixed.notes == (
+        "fresh: failed (InjectedFault: injected fault at epoch 0)",
+        "other.pt: 1 of 2 failed",
+    )
+    assert cells[(1, 2)].kind == "curves" and cells[(1, 2)].notes == ()
+    assert all(drawn.kind == "curves" or drawn.text for drawn in cells.values())
+
+
+def test_a_cell_whose_trials_all_failed_says_why(
+    tmp_path: Path, built: BuiltStudy, sweep: Sweep
+) -> None:
+    # The same study laid out with initial weights as rows: fresh x batch 1 holds the
+    # complete chunk-2 trials and the failed chunk-4 ones; fresh x batch 2 only ran out.
+    custom = built.sweep_path.with_name("by-weights.yaml")
+    custom.write_text(
+        built.sweep_path.read_text()
+        + "report: {rows: initial_weights, columns: batch_size, lines: chunk_size}\n"
+    )
+    tables = load_tables(load_sweep(custom))
+    layout = GridLayout.of(tables)
+    assert layout.row_values == ("fresh", OTHER) and layout.line_keys == ((2,), (4,))
+    cells = classify_cells(tables, layout)
+    assert cells[("fresh", 1)].kind == "curves"
+    assert cells[("fresh", 1)].notes == ("4: failed (InjectedFault: injected fault at epoch 0)",)
+    assert cells[(OTHER, 1)].notes == ("4: 1 of 2 failed",)
+    assert {cell for cell, drawn in cells.items() if drawn.kind == "out_of_memory"} == {
+        ("fresh", 2),
+        (OTHER, 2),
+    }
+    figure = grid_figure(tables, layout, cells)
+    assert [ax.get_title().splitlines()[0] for ax in figure.axes] == [
+        "initial weights fresh · batch size 1",
+        "initial weights fresh · batch size 2",
+        "initial weights other.pt · batch size 1",
+        "initial weights other.pt · batch size 2",
+    ]
+
+
+def _mean_curve(metrics: dict, numbers: list[int], key: str) -> list[float]:
+    epochs = sorted(metrics[numbers[0]][key])
+    return [statistics.fmean(metrics[n][key][epoch] for n in numbers) for epoch in epochs]
+
+
+@pytest.mark.parametrize(("split", "metric"), [("val", "auc"), ("test", "dist")])
+def test_the_grid_draws_the_mlflow_metrics(
+    tables: StudyTables, optuna_trials: list, metrics: dict, split: str, metric: str
+) -> None:
+    layout = GridLayout.of(tables)
+    cells = classify_cells(tables, layout)
+    figure = grid_figure(tables, layout, cells, split=split, metric=metric)
+    axes = figure.axes
+    assert len(axes) == 4
+    grid = {
+        (row, col): axes[i * 2 + j] for i, row in enumerate((1, 2)) for j, col in enumerate((2, 4))
+    }
+    key = f"{split}_{metric}"
+
+    # batch 1, chunk 2: a line per initial weights, the mean of the two seeds, with a band
+    clean = grid[(1, 2)]
+    drawn = [list(line.get_ydata()) for line in clean.get_lines()]
+    complete = [t for t in optuna_trials if t.state == TrialState.COMPLETE]
+    expected = [
+        _mean_curve(metrics, _numbers(complete, batch_size=1, chunk_size=2, initial_weights=w), key)
+        for w in ("fresh", OTHER)
+    ]
+    assert len(drawn) == 2
+    for line, values in zip(drawn, expected, strict=True):
+        assert line == pytest.approx(values, rel=1e-12)
+    assert [list(line.get_xdata()) for line in clean.get_lines()] == [[1, 2], [1, 2]]
+    assert sum(isinstance(c, PolyCollection) for c in clean.collections) == 2
+    # batch 1, chunk 4: only the checkpoint's line (fresh failed), only its complete seed:
+    # the killed seed's first epoch is in MLflow but not drawn
+    mixed = grid[(1, 4)]
+    assert len(mixed.get_lines()) == 1
+    killed = [t for t in optuna_trials if t.user_attrs.get("signal") == "SIGKILL"]
+    assert len(killed) == 1 and key in metrics[killed[0].number]
+    assert list(mixed.get_lines()[0].get_ydata()) == pytest.approx(
+        _mean_curve(metrics, _numbers(complete, batch_size=1, chunk_size=4), key), rel=1e-12
+    )
+    assert not any(isinstance(c, PolyCollection) for c in mixed.collections)
+    # out-of-memory cells: no curve, hatched, labelled
+    for cell in ((2, 2), (2, 4)):
+        assert grid[cell].get_lines() == []
+        assert any(isinstance(p, Rectangle) and p.get_hatch() for p in grid[cell].patches)
+        assert grid[cell].texts[0].get_text().startswith("out of memory\n")
+
+    # shared y axes, labelled axes with units, a legend below the grid that covers no cell
+    assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes)
+    assert all(ax.get_xlabel() == "epoch" for ax in axes[2:])
+    unit = "AUC" if metric == "auc" else "distance (normalised image units)"
+    split_name = "validation" if split == "val" else "test"
+    assert figure.get_supylabel().startswith(f"{split_name} {unit}")
+    figure.canvas.draw()
+    legend = figure.legends[0].get_window_extent()
+    assert not any(legend.overlaps(ax.get_window_extent()) for ax in axes)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels[:2] == ["fresh", "other.pt"] and "out of memory" in labels
+    assert any(label.startswith("band: min-max over repeats") for label in labels)
+
+
+def test_heatmaps_show_each_cells_best_metric_and_hatch_out_of_memory(
+    tables: StudyTables, optuna_trials: list, metrics: dict
+) -> None:
+    layout = GridLayout.of(tables)
+    complete = [t for t in optuna_trials if t.state == TrialState.COMPLETE]
+    numbers = _numbers(complete, batch_size=1, chunk_size=2, initial_weights=OTHER)
+    texts = {}
+    for metric, best in (("auc", max), ("dist", min)):
+        values = heatmap_values(tables, layout, (OTHER,), "val", metric)
+        per_trial = [best(metrics[n][f"val_{metric}"].values()) for n in numbers]
+        mean, std = statistics.fmean(per_trial), statistics.stdev(per_trial)
+        assert values[(1, 2)].mean == pytest.approx(mean, rel=1e-12)
+        assert values[(1, 2)].std == pytest.approx(std, rel=1e-9)
+        assert values[(1, 2)].count == 2
+        assert values[(2, 2)].kind == values[(2, 4)].kind == "out_of_memory"
+        texts[metric] = f"{mean:.3f}\n±{std:.3f}"
+    fresh = heatmap_values(tables, layout, ("fresh",), "val", "auc")
+    assert fresh[(1, 4)].kind == "failed" and fresh[(1, 4)].mean is None
+
+    figure = heatmap_figure(tables, layout, split="val")
+    panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
+    # a row per metric (AUC, distance), a panel per initial weights (fresh, other.pt)
+    assert [ax.get_title() for ax in panels] == [
+        "AUC · initial weights fresh",
+        "AUC · initial weights other.pt",
+        "distance · initial weights fresh",
+        "distance · initial weights other.pt",
+    ]
+    for ax in panels:
+        hatched = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch()]
+        assert len(hatched) == 2
+    assert texts["auc"] in [t.get_text() for t in panels[1].texts]
+    assert texts["dist"] in [t.get_text() for t in panels[3].texts]
+
+
+def test_optuna_views_are_drawn_without_touching_global_state(
+    tmp_path: Path, sweep: Sweep, tables: StudyTables
+) -> None:
+    from matplotlib import pyplot
+
+    assert optuna_views_for(tables) == ()  # a grid without pruner: the grid figure says it all
+    study = optuna.load_study(study_name=sweep.study_name, storage=sweep.storage_url)
+    before = dict(matplotlib.rcParams)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = optuna_views(tables, study, tmp_path, which=OPTUNA_VIEWS)
+    assert sorted(written) == sorted(OPTUNA_VIEWS)
+    assert all(path.stat().st_size > 10_000 for path in written.values())
+    assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    assert dict(matplotlib.rcParams) == before  # optuna's ggplot style was undone
+    assert pyplot.get_fignums() == []

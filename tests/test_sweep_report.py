@@ -1,0 +1,295 @@
+"""report.md, its tables and plots for a real study (tests/_report_study.py); the MLflow runs
+that hold them; `vtd-sweep report` and the report at the end of `vtd-sweep run`.
+
+Expected numbers are computed here from MLflow's metric histories and Optuna's trials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
+from vtd.cli import main
+from vtd.sweep._tables import load_tables
+from vtd.sweep.config import Sweep, SweepFileError, load_sweep
+from vtd.sweep.plots import GridLayout, classify_cells
+from vtd.sweep.report import ReportFiles, write_report
+from vtd.sweep.session import prepare
+
+SPLIT_TITLES = {"val": "validation", "test": "test"}
+METRIC_TITLES = {"auc": "AUC", "dist": "distance"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    return build_report_study(tmp_path_factory.getbasetemp() / "report-study")
+
+
+@pytest.fixture(scope="module")
+def sweep(built: BuiltStudy) -> Sweep:
+    return load_sweep(built.sweep_path)
+
+
+@pytest.fixture(scope="module")
+def files(sweep: Sweep, built: BuiltStudy) -> ReportFiles:
+    return write_report(sweep, parent_run_id=built.parent_run_id)
+
+
+@pytest.fixture(scope="module")
+def complete_by_cell(sweep: Sweep) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    study = optuna.load_study(study_name=sweep.study_name, storage=sweep.storage_url)
+    cells: dict[str, list] = defaultdict(list)
+    for trial in study.trials:
+        if trial.state == TrialState.COMPLETE:
+            cells[trial.user_attrs["cell"]].append(trial)
+    return cells
+
+
+def md_table(text: str, section: str) -> list[dict[str, str]]:
+    """The first table after the `## section` heading, as header -> cell dicts."""
+    body = text.split(f"## {section}\n", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(body) if line.startswith("|"))
+    table = itertools.takewhile(lambda line: line.startswith("|"), body[start:])
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in table]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def spread_text(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def test_the_files_are_written_and_the_plots_embedded(files: ReportFiles, sweep: Sweep) -> None:
+    folder = sweep.study_dir
+    assert files.report == folder / "report.md"
+    assert sorted(files.plots) == sorted(
+        [f"grid_{s}_{m}" for s in ("val", "test") for m in ("auc", "dist")]
+        + ["heatmap_val", "heatmap_test"]
+    )
+    assert all(path.stat().st_size > 10_000 for path in files.plots.values())
+    text = files.report.read_text()
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert sorted(links) == sorted(f"plots/{name}.png" for name in files.plots)
+    assert all((folder / link).is_file() for link in links)
+    assert "- sampler: grid; repeats: 2 seed(s) per configuration" in text
+    assert "- objective: the best epoch's validation AUC of each trial (maximize)" in text
+    assert "optimistic" not in text
+
+
+def test_the_configuration_table_holds_the_mlflow_metrics(
+    files: ReportFiles, sweep: Sweep, complete_by_cell: dict
+) -> None:
+    metrics = mlflow_metrics(sweep.tracking_uri, sweep.study_name)
+    table = pd.read_csv(files.tables["configurations"]).set_index("configuration")
+    rows = {row["#"]: row for row in md_table(files.report.read_text(), "Configurations")}
+    assert len(table) == len(rows) == 8
+    assert set(complete_by_cell) == {
+        f"batch_size=1, chunk_size={chunk}, initial_weights={weights}"
+        for chunk, weights in ((2, "fresh"), (2, "weights/other.pt"), (4, "weights/other.pt"))
+    }
+    for cell, trials in complete_by_cell.items():
+        csv_row = table.loc[cell]
+        md_row = rows[csv_row["id"]]
+        epochs = [t.user_attrs["best_epoch"] for t in trials]
+        assert md_row["best epoch"] == ", ".join(map(str, epochs))
+        assert md_row["repeats"] == f"{len(trials)}/2"
+        for key in ("val_auc", "val_dist", "test_auc", "test_dist"):
+            values = [metrics[t.number][key][t.user_attrs["best_epoch"]] for t in trials]
+            assert csv_row[f"{key}_mean"] == pytest.approx(statistics.fmean(values), rel=1e-12)
+            if len(values) > 1:
+                assert csv_row[f"{key}_std"] == pytest.approx(statistics.stdev(values), rel=1e-9)
+            split, metric = key.split("_")
+            assert md_row[f"{SPLIT_TITLES[split]} {METRIC_TITLES[metric]}"] == spread_text(values)
+    # the states of the cells that did not train
+    states = {row["#"]: row["state"] for row in rows.values()}
+    by_id = table.reset_index().set_index("id")["configuration"].to_dict()
+    for config_id, state in states.items():
+        cell = by_id[config_id]
+        if "batch_size=2, chunk_size=2" in cell:
+            assert state == "PRUNED: out of memory (CUDA: tried to allocate 2.00 GiB)"
+        elif "batch_size=2, chunk_size=4" in cell:
+            assert state == "PRUNED: out of memory (dominated by batch 2, chunk 2)"
+        elif cell == "batch_size=1, chunk_size=4, initial_weights=fresh":
+            assert state == "FAILED: InjectedFault: injected fault at epoch 0"
+        elif cell == "batch_size=1, chunk_size=4, initial_weights=weights/other.pt":
+            assert state == "1 complete, 1 failed (trial process killed by SIGKILL)"
+        else:
+            assert state == "COMPLETE"
+
+
+def test_the_weights_by_data_table_holds_the_final_epoch_test_metrics(
+    files: ReportFiles, sweep: Sweep, complete_by_cell: dict
+) -> None:
+    metrics = mlflow_metrics(sweep.tracking_uri, sweep.study_name)
+    rows = md_table(files.report.read_text(), "Initial weights × training data")
+    assert list(rows[0]) == ["initial weights", "objectattention"]
+    shown = {row["initial weights"]: row["objectattention"] for row in rows}
+    for cell, trials in complete_by_cell.items():
+        params = trials[0].params
+        label = (
+            f"{Path(params['initial_weights']).name}, batch size {params['batch_size']}, "
+            f"chunk size {params['chunk_size']}"
+        )
+        auc = [metrics[t.number]["test_auc"][max(metrics[t.number]["test_auc"])] for t in trials]
+        dist = [metrics[t.number]["test_dist"][max(metrics[t.number]["test_dist"])] for t in trials]
+        assert max(max(metrics[t.number]["test_auc"]) for t in trials) == 2  # final epoch
+        assert shown[label] == f"{spread_text(auc)} / {spread_text(dist)} (n={len(trials)})", cell
+    assert shown["other.pt, batch size 2, chunk size 4"] == (
+        "— (PRUNED: out of memory (dominated by batch 2, chunk 2))"
+    )
+
+
+def test_indistinguishable_pairs_follow_the_stated_rule(
+    files: ReportFiles, sweep: Sweep, complete_by_cell: dict
+) -> None:
+    metrics = mlflow_metrics(sweep.tracking_uri, sweep.study_name)
+    text = files.report.read_text()
+    assert "|mean A − mean B| ≤ max(range A, range B)" in text
+    table = pd.read_csv(files.tables["configurations"]).set_index("configuration")
+    twice = {cell: trials for cell, trials in complete_by_cell.items() if len(trials) == 2}
+    assert len(twice) == 2  # the two complete batch 1, chunk 2 configurations
+    (a, first), (b, second) = sorted(twice.items())
+    for metric in ("auc", "dist"):
+        key = f"test_{metric}"
+        values = [
+            [metrics[t.number][key][t.user_attrs["best_epoch"]] for t in trials]
+            for trials in (first, second)
+        ]
+        difference = abs(statistics.fmean(values[0]) - statistics.fmean(values[1]))
+        spread = max(max(v) - min(v) for v in values)
+        line = (
+            f"- {table.loc[a, 'id']} ({a}) vs {table.loc[b, 'id']} ({b}): "
+            f"{statistics.fmean(values[0]):.3f} vs {statistics.fmean(values[1]):.3f}"
+        )
+        assert (line in text) == (difference <= spread), (metric, difference, spread)
+        verdicts = pd.read_csv(files.tables["pairs"])
+        (verdict,) = verdicts[verdicts["metric"] == key].to_dict("records")
+        assert verdict["distinguishable"] == (difference > spread)
+    one_repeat = table.loc["batch_size=1, chunk_size=4, initial_weights=weights/other.pt", "id"]
+    assert f"Not compared (one complete repeat, spread unknown): {one_repeat}." in text
+
+
+def _artifacts(client: MlflowClient, run_id: str) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, "report"):
+        if item.is_dir:
+            found |= {sub.path for sub in client.list_artifacts(run_id, item.path)}
+        else:
+            found.add(item.path)
+    return found
+
+
+def test_the_parent_run_holds_the_report(files: ReportFiles, sweep: Sweep) -> None:
+    client = MlflowClient(tracking_uri=sweep.tracking_uri)
+    assert files.run_id is not None
+    assert client.get_run(files.run_id).data.tags["vtd.command"] == "run"
+    expected = {"report/report.md", "report/configurations.csv", "report/weights_by_data.csv"}
+    expected |= {"report/pairs.csv"} | {f"report/plots/{p.name}" for p in files.plots.values()}
+    assert _artifacts(client, files.run_id) == expected
+
+
+def test_the_commands_write_and_log_the_report(
+    files: ReportFiles, built: BuiltStudy, sweep: Sweep, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = MlflowClient(tracking_uri=sweep.tracking_uri)
+    files.report.unlink()
+    assert main(["report", str(built.sweep_path)]) == 0
+    assert files.report.is_file()
+    assert f"report: {files.report}" in capsys.readouterr().out
+    # `vtd-sweep report` updates the latest parent run: the only one so far
+    run = client.get_run(built.parent_run_id)
+    assert "report_written" in run.data.tags
+
+    # `vtd-sweep run` on the finished study runs nothing, then writes and logs the report
+    files.report.unlink()
+    assert main(["run", str(built.sweep_path)]) == 0
+    assert files.report.is_file()
+    experiment = client.get_experiment_by_name(sweep.study_name)
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`vtd.command` = 'run'",
+        order_by=["attributes.start_time DESC"],
+    )
+    latest = parents[0].info.run_id
+    assert latest != built.parent_run_id
+    assert "report/report.md" in _artifacts(client, latest)
+
+
+TEST_SELECTED = """\
+study: nothing-run-yet
+sampler: grid
+objective: {metric: dist, split: test}
+training:
+  model: {variant: small}
+  epochs: 1
+search_space:
+  batch_size: [1, 2]
+demo:
+  seed: 2
+  min_frames: 8
+  max_frames: 8
+  objectattention: {train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}
+  videoattentiontarget: {train_shows: 1, test_shows: 1, clips_per_show: 1, width: 96, height: 64}
+data:
+  sources: [objectattention]
+"""
+
+
+def test_a_study_selected_on_test_with_nothing_finished(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(TEST_SELECTED)
+    sweep = load_sweep(path)
+    with pytest.raises(Exception, match="does not exist yet"):
+        write_report(sweep)
+    prepare(sweep)  # the study and its queue, no trial run
+    files = write_report(sweep)
+    text = files.report.read_text()
+    assert "> **selected on the test split: optimistic**" in text
+    assert "- **selected on the test split: optimistic**" in text
+    rows = md_table(text, "Configurations")
+    assert [row["state"] for row in rows] == ["not finished (waiting or running)"] * 2
+    assert "No pair can be judged: 2 configuration(s) have fewer than 2 complete repeats." in text
+    # no validation split, no epoch yet: test grids whose cells say so, no heatmap
+    assert sorted(files.plots) == ["grid_test_auc", "grid_test_dist"]
+    tables = load_tables(sweep)
+    layout = GridLayout.of(tables)
+    cells = classify_cells(tables, layout)
+    assert {(cell.kind, cell.text) for cell in cells.values()} == {("not_run", "not run yet")}
+    # no parent run yet: a run named "report" holds it
+    client = MlflowClient(tracking_uri=sweep.tracking_uri)
+    run = client.get_run(files.run_id)
+    assert run.info.run_name == "report" and run.data.tags["vtd.command"] == "report"
+    assert "report/report.md" in _artifacts(client, files.run_id)
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        (
+            "{rows: chunk_size}",
+            "report.rows: chunk_size is also the columns setting; pick another",
+        ),
+        ("{lines: lrr}", "report.lines: 'lrr' is not a training setting"),
+        ("{columns: model}", "report.columns: model is a group of settings"),
+        ("{rows: batch_size, reduce: worst}", "report.reduce: Input should be 'best' or 'last'"),
+    ],
+)
+def test_bad_report_settings_are_one_line_errors(tmp_path: Path, report: str, message: str) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(TEST_SELECTED + f"report: {report}\n")
+    with pytest.raises(SweepFileError) as raised:
+        load_sweep(path)
+    assert str(raised.value).startswith(f"{path}:")
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
