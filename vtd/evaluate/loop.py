@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -97,14 +97,19 @@ class EvaluationData:
         )
         return "memory" if size <= self._cache_memory_mb * 2**20 else "disk"
 
-    def chunks(self, model: VTD, device: torch.device) -> Iterator[EncodedChunk]:
+    def chunks(
+        self, model: VTD, device: torch.device, precision: str = "fp32"
+    ) -> Iterator[EncodedChunk]:
         """Every chunk of the split, encoded by `model`'s frozen part (on `device`)."""
         if self._cache is not None and self._cache.complete:
             for chunk in self._cache:
                 yield chunk.to(device)
             return
+        if self._cache is not None:  # a pass that stopped half way: start the cache again
+            self._cache.close()
+            self._cache = None
         where = self._where(model)
-        if where is not None and self._cache is None:
+        if where is not None:
             self._cache = FeatureCache(where, self._cache_dir)
             logger.info("caching the frozen part's evaluation outputs (%s)", where)
         loader = chunk_loader(
@@ -118,7 +123,7 @@ class EvaluationData:
         )
         for chunk in loader:
             chunk = chunk.to(device)
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device, precision):
                 encoded = model.encode(chunk.images, chunk.head_channels, chunk.faces)
             encoded_chunk = EncodedChunk(
                 encoded=encoded,
@@ -142,7 +147,8 @@ class EvaluationData:
             self._cache = None
 
 
-def _autocast(device: torch.device, precision: str):  # noqa: ANN202
+def autocast(device: torch.device, precision: str) -> AbstractContextManager[object]:
+    """Mixed precision for `precision` (fp32: none; bf16 / fp16: autocast on `device`)."""
     if precision == "fp32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -171,12 +177,12 @@ def evaluate(
     state: LSTMState | None = None
     previous_last = 0
     try:
-        for chunk in data.chunks(model, device):
+        for chunk in data.chunks(model, device, precision):
             if chunk.first or state is None:
                 state = None
             else:
                 state = state.cut(min(int(chunk.batch_sizes[0]), previous_last))
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 heatmap, inout, state = model.decode(chunk.encoded, state, chunk.batch_sizes)
             heatmap, inout = heatmap.float(), inout.float()
             previous_last = int(chunk.batch_sizes[-1])

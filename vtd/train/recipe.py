@@ -33,7 +33,6 @@ import random
 import resource
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from vtd.data import Chunk, Clip, chunk_loader, load_splits
-from vtd.evaluate.loop import EvaluationData, SplitMetrics, evaluate
+from vtd.evaluate.loop import EvaluationData, SplitMetrics, autocast, evaluate
 from vtd.loss import chunk_loss
 from vtd.model import (
     VTD,
@@ -260,12 +259,6 @@ class FineTuning:
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.eval()
 
-    def _autocast(self):  # noqa: ANN202
-        if self.config.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
         config = self.config
         loader = chunk_loader(
@@ -312,7 +305,7 @@ class FineTuning:
             # The frozen part keeps neither gradients nor activations. It sees the whole chunk
             # in one call, as in the authors' loop: the single-frame BatchNorm quirk depends
             # on how many frames a call holds, and micro-batching must not change it.
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), autocast(self.device, self.config.precision):
                 encoded = self.model.encode(chunk.images, chunk.head_channels, chunk.faces)
         sums = np.zeros(3)
         for m, part in enumerate(parts):
@@ -322,7 +315,7 @@ class FineTuning:
             state = states[m]
             if state is not None:
                 state = state.cut(min(int(part.batch_sizes[0]), last_alive[m]))
-            with self._autocast():
+            with autocast(self.device, self.config.precision):
                 if encoded is not None:
                     frames = EncodedFrames(encoded.scene[rows], encoded.inout[rows])
                     heatmap, inout, state = self.model.decode(frames, state, part.batch_sizes)
