@@ -530,9 +530,11 @@ def _annotate_heat(
     )
 
 
-def save(figure: Figure, path: Path) -> Path:
+def save(figure: Figure, path: Path, *, tight: bool = False) -> Path:
+    """Write `figure` as PNG; `tight` crops to what is drawn (for figures whose legends
+    or labels reach past their edges, as Optuna's do)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=_DPI)
+    figure.savefig(path, dpi=_DPI, bbox_inches="tight" if tight else None)
     return path
 
 
@@ -592,8 +594,12 @@ def optuna_views(
             figure = axes.figure
             try:
                 figure.set_size_inches(7.5, 4.5)
-                axes.set_title(f"{tables.sweep.study_name}: {axes.get_title()}")
-                written[view] = save(figure, folder / f"optuna_{view}.png")
+                figure.suptitle(f"study {tables.sweep.study_name}", x=0.99, ha="right")
+                if view == "intermediate":
+                    axes.set_xlabel("epoch")
+                    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+                    axes.set_ylabel(f"{objective.split} {METRIC_NAMES[objective.metric]}")
+                written[view] = save(figure, folder / f"optuna_{view}.png", tight=True)
             finally:
                 pyplot.close(figure)
     return written
