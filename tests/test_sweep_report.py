@@ -82,7 +82,7 @@ def test_the_files_are_written_and_the_plots_embedded(files: ReportFiles, sweep:
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert sorted(links) == sorted(f"plots/{name}.png" for name in files.plots)
     assert all((folder / link).is_file() for link in links)
-    assert "- sampler: grid; repeats: 2 seed(s) per configuration" in text
+    assert "- sampler: grid; repeats: 2 seeds per configuration" in text
     assert "- objective: the best epoch's validation AUC of each trial (maximize)" in text
     assert "optimistic" not in text
 
@@ -258,7 +258,7 @@ def test_a_study_selected_on_test_with_nothing_finished(tmp_path: Path) -> None:
     assert "> **selected on the test split: optimistic**" in text
     assert "- **selected on the test split: optimistic**" in text
     rows = md_table(text, "Configurations")
-    assert [row["state"] for row in rows] == ["not finished (waiting or running)"] * 2
+    assert [row["state"] for row in rows] == ["not finished: waiting or running"] * 2
     assert "No pair can be judged: 2 configuration(s) have fewer than 2 complete repeats." in text
     # no validation split, no epoch yet: test grids whose cells say so, no heatmap
     assert sorted(files.plots) == ["grid_test_auc", "grid_test_dist"]

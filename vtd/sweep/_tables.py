@@ -76,16 +76,19 @@ class StudyTables:
 
     def values_of(self, name: str) -> tuple[Any, ...]:
         """The values of a setting in the order of the sweep file (observed ones, for ranges)."""
-        listed = self.sweep.space.values_of(name)
-        if listed:
-            return tuple(listed)
-        observed = (
-            [value for value in self.trials[name].dropna().unique()] if name in self.trials else []
-        )
-        return tuple(sorted(observed, key=_sort_key))
+        return setting_values(self.sweep, self.trials, name)
 
     def curves(self, numbers: list[int]) -> pd.DataFrame:
         return self.epochs[self.epochs["number"].isin(numbers)]
+
+
+def setting_values(sweep: Sweep, trials: pd.DataFrame, name: str) -> tuple[Any, ...]:
+    """A setting's values: listed ones in the file's order, else those observed, sorted."""
+    listed = sweep.space.values_of(name)
+    if listed:
+        return tuple(listed)
+    observed = list(trials[name].dropna().unique()) if name in trials else []
+    return tuple(sorted(observed, key=_sort_key))
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -188,8 +191,9 @@ def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
     raw = trials_frame(sweep)
     epochs = epochs_frame(sweep)
     searched = tuple(sweep.space.names)
-    layout = tuple(getattr(report, role) for role in ("rows", "columns", "lines"))
-    settings = (*searched, *(name for name in layout if name not in searched))
+    # The grid's settings, and initial weights always (the weights x data table's rows).
+    shown = (*(getattr(report, role) for role in ("rows", "columns", "lines")), "initial_weights")
+    settings = tuple(dict.fromkeys((*searched, *shown)))
     if raw.empty:
         empty = pd.DataFrame(columns=["number", "state", "outcome", *settings])
         return StudyTables(sweep, empty, epochs, settings, 0)
@@ -199,7 +203,14 @@ def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
     raw = raw[raw["config_hash"].notna()]
     kept = [_pick(group) for _, group in raw.groupby("config_hash", sort=False)]
     trials = pd.DataFrame(kept).drop(columns=["_rank", "_copy", "_latest"])
-    trials = trials.sort_values("number", ignore_index=True)
+    # Configurations in the order of the sweep file's grid, then seeds.
+    order = []
+    for name in settings:
+        rank = {value: index for index, value in enumerate(setting_values(sweep, trials, name))}
+        trials[f"_order_{name}"] = trials[name].map(rank)
+        order.append(f"_order_{name}")
+    trials = trials.sort_values([*order, "repeat", "number"], ignore_index=True)
+    trials = trials.drop(columns=order)
     trials["outcome"] = [outcome_of(row) for row in trials.to_dict("records")]
     trials["configuration"] = trials["cell"]
     trials["data"] = [_data_label(sweep, row, searched) for row in trials.to_dict("records")]

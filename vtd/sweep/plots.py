@@ -227,8 +227,10 @@ def classify_cells(tables: StudyTables, layout: GridLayout) -> dict[tuple[Any, A
             elif failed:
                 kind = "failed"
                 first = _first_reason(mine, ["failed", "interrupted"])
-                word = "interrupted" if first["outcome"] == "interrupted" else "failed"
-                text = word + "\n" + textwrap.fill(failure_figure(first), _CELL_TEXT_WIDTH)
+                if first["outcome"] == "interrupted":
+                    text = "interrupted\nruns again with the next run"
+                else:
+                    text = "failed\n" + textwrap.fill(failure_figure(first), _CELL_TEXT_WIDTH)
             else:
                 kind = "not_run"
                 text = "not run yet" if len(mine) else "no trial"
@@ -413,6 +415,7 @@ class HeatmapCell:
     mean: float | None
     std: float | None
     count: int
+    interrupted: bool = False
 
 
 def heatmap_values(
@@ -433,7 +436,8 @@ def heatmap_values(
             elif (trials["outcome"] == "out_of_memory").any():
                 values[(row, col)] = HeatmapCell("out_of_memory", None, None, 0)
             elif trials["outcome"].isin(("failed", "interrupted")).any():
-                values[(row, col)] = HeatmapCell("failed", None, None, 0)
+                only_interrupted = bool((trials["outcome"] != "failed").all())
+                values[(row, col)] = HeatmapCell("failed", None, None, 0, only_interrupted)
             else:
                 values[(row, col)] = HeatmapCell("not_run", None, None, 0)
     return values
@@ -517,7 +521,8 @@ def _annotate_heat(
         )
     elif cell.kind == "failed":
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=_FAILED_FACE, edgecolor="none"))
-    label = {"out_of_memory": "out of\nmemory", "failed": "failed"}.get(cell.kind, "not run")
+    failed = "interrupted" if cell.interrupted else "failed"
+    label = {"out_of_memory": "out of\nmemory", "failed": failed}.get(cell.kind, "not run")
     ax.text(
         j,
         i,

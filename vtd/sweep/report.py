@@ -132,9 +132,11 @@ def _state_text(trials: pd.DataFrame) -> str:
             return f"PRUNED: out of memory ({out_of_memory_figure(_ran_first(trials))})"
         if outcome == "stopped":
             return "PRUNED: stopped by the pruner"
-        if outcome in ("failed", "interrupted"):
+        if outcome == "interrupted":
+            return "FAILED: interrupted (runs again with the next run)"
+        if outcome == "failed":
             return f"FAILED: {failure_figure(first, 50)}"
-        return "not finished (waiting or running)"
+        return "not finished: waiting or running"
     parts = []
     for outcome, count in counts.items():
         mine = trials[trials["outcome"] == outcome]
@@ -204,7 +206,6 @@ def weights_by_data(tables: StudyTables) -> tuple[pd.DataFrame, str]:
     or validation when the study has no test split).
     """
     prefix = "test" if "test" in tables.splits else "val"
-    report = tables.sweep.file.report
     rest = [
         name
         for name in tables.settings
@@ -217,9 +218,10 @@ def weights_by_data(tables: StudyTables) -> tuple[pd.DataFrame, str]:
     trials = tables.trials
     if trials.empty:
         return pd.DataFrame(), prefix
-    weights_name = "initial_weights" if "initial_weights" in trials else report.lines
-    keys = [weights_name, *rest]
-    for group_key, group in trials.groupby([*keys, "data"], sort=False):
+    weights = {value: index for index, value in enumerate(tables.values_of("initial_weights"))}
+    # Rows grouped by initial weights, as in the seed's table; the rest in the grid's order.
+    ordered = trials.sort_values("initial_weights", key=lambda v: v.map(weights), kind="stable")
+    for group_key, group in ordered.groupby(["initial_weights", *rest, "data"], sort=False):
         *values, data = group_key
         label = value_text(values[0]) + "".join(
             f", {setting_name(name)} {value_text(value)}"
@@ -295,7 +297,8 @@ def _settings_section(sweep: Sweep, tables: StudyTables) -> list[str]:
     sampler = file.sampler.name
     if sampler != "grid":
         sampler += f" (seed {file.sampler.seed}, {file.n_trials} configurations)"
-    lines.append(f"- sampler: {sampler}; repeats: {file.repeats} seed(s) per configuration")
+    seeds = "1 seed" if file.repeats == 1 else f"{file.repeats} seeds"
+    lines.append(f"- sampler: {sampler}; repeats: {seeds} per configuration")
     direction = objective.resolved_direction
     lines.append(
         f"- objective: the {objective.reduce} epoch's {objective.split} "
