@@ -226,6 +226,8 @@ def test_heatmaps_show_each_cells_best_metric_and_hatch_out_of_memory(
         assert values[(1, 2)].count == 2
         assert values[(2, 2)].kind == values[(2, 4)].kind == "out_of_memory"
         texts[metric] = f"{mean:.3f}\n±{std:.3f}"
+    one_seed = heatmap_values(tables, layout, (OTHER,), "val", "auc")[(1, 4)]
+    assert (one_seed.count, one_seed.total) == (1, 2)  # annotated "(1 of 2 seeds)"
     fresh = heatmap_values(tables, layout, ("fresh",), "val", "auc")
     assert fresh[(1, 4)].kind == "failed" and fresh[(1, 4)].mean is None
 

@@ -366,7 +366,10 @@ def grid_figure(
                 )
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs_seen and max(epochs_seen) - min(epochs_seen) < 16:
+        axes[0][0].set_xticks(range(min(epochs_seen), max(epochs_seen) + 1))  # shared by all
+    else:
+        axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
     better = "higher" if metric == "auc" else "lower"
     figure.supylabel(
         f"{SPLIT_NAMES[split]} {METRIC_UNITS[metric]}, {better} is better", fontsize=9.5
@@ -416,6 +419,7 @@ class HeatmapCell:
     std: float | None
     count: int
     interrupted: bool = False
+    total: int = 0
 
 
 def heatmap_values(
@@ -432,7 +436,9 @@ def heatmap_values(
             numbers = done[column].dropna() if column in done else pd.Series(dtype=float)
             if len(numbers):
                 std = float(numbers.std(ddof=1)) if len(numbers) > 1 else None
-                values[(row, col)] = HeatmapCell("curves", float(numbers.mean()), std, len(numbers))
+                values[(row, col)] = HeatmapCell(
+                    "curves", float(numbers.mean()), std, len(numbers), total=len(trials)
+                )
             elif (trials["outcome"] == "out_of_memory").any():
                 values[(row, col)] = HeatmapCell("out_of_memory", None, None, 0)
             elif trials["outcome"].isin(("failed", "interrupted")).any():
@@ -453,7 +459,7 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
     how = tables.sweep.file.report.reduce or tables.sweep.file.objective.reduce
     nrows, ncols = len(layout.row_values), len(layout.column_values)
     panels = max(len(layout.line_keys), 1)
-    width = max(panels * (1.1 * ncols + 1.6) + 1.2, 5.5)
+    width = max(panels * (1.1 * ncols + 1.6) + 1.2, 6.5)
     figure = _new_figure(width, 2 * (0.75 * nrows + 1.3) + 0.8)
     axes = figure.subplots(2, panels, squeeze=False)
     for m, metric in enumerate(("auc", "dist")):
@@ -498,7 +504,7 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
             unit = "\n(normalised image units)" if metric == "dist" else ""
             bar.set_label(f"{how} {SPLIT_NAMES[split]} {METRIC_NAMES[metric]}{unit}", fontsize=8.5)
     figure.suptitle(
-        f"{tables.sweep.study_name}: {how} {SPLIT_NAMES[split]} AUC and distance per cell "
+        f"{tables.sweep.study_name}: {how} {SPLIT_NAMES[split]} AUC and distance per cell\n"
         "(mean ± std over complete repeats; hatched: out of memory)",
         fontsize=10,
     )
@@ -512,6 +518,8 @@ def _annotate_heat(
         text = f"{cell.mean:.3f}"
         if cell.std is not None:
             text += f"\n±{cell.std:.3f}"
+        if cell.total > cell.count:
+            text += f"\n({cell.count} of {cell.total} seeds)"
         colour = _text_colour(colormap, (cell.mean - low) / (high - low))
         ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
         return
