@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
-from vtd.sweep._tables import SPLITS, StudyTables, failure_figure, load_tables, out_of_memory_figure
+from vtd.sweep._tables import StudyTables, failure_figure, load_tables, out_of_memory_figure
 from vtd.sweep.config import Sweep
 from vtd.sweep.plots import (
     METRIC_NAMES,
@@ -46,6 +46,7 @@ from vtd.sweep.plots import (
     setting_name,
     value_text,
 )
+from vtd.sweep.session import OPTIMISTIC_NOTE
 from vtd.sweep.study import StudyError, open_sweep_study, study_exists
 from vtd.sweep.tracking import Tracker
 
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 REPORT_NAME = "report.md"
 PLOTS_DIR = "plots"
 ARTIFACT_DIR = "report"
-OPTIMISTIC_NOTE = "selected on the test split: optimistic"
 MAX_PAIR_LINES = 40
 DIGITS = 3
 RULE = (
@@ -587,7 +587,7 @@ def write_report(
     return files
 
 
-def latest_parent_run(client: MlflowClient, sweep: Sweep, experiment_id: str) -> str | None:
+def latest_parent_run(client: MlflowClient, experiment_id: str) -> str | None:
     """The study's latest `vtd-sweep run` parent run, if any."""
     runs = client.search_runs(
         [experiment_id],
@@ -602,7 +602,7 @@ def log_report(sweep: Sweep, files: ReportFiles, parent_run_id: str | None = Non
     """Log the report's files under `report/` of the parent run (see the module docstring)."""
     tracker = Tracker(sweep)
     client = tracker.client
-    run_id = parent_run_id or latest_parent_run(client, sweep, tracker.experiment_id)
+    run_id = parent_run_id or latest_parent_run(client, tracker.experiment_id)
     if run_id is None:
         run = client.create_run(
             tracker.experiment_id,
@@ -619,14 +619,3 @@ def log_report(sweep: Sweep, files: ReportFiles, parent_run_id: str | None = Non
     client.set_tag(run_id, "report", f"{ARTIFACT_DIR}/{REPORT_NAME}")
     client.set_tag(run_id, "report_written", time.strftime("%Y-%m-%d %H:%M:%S"))
     return run_id
-
-
-__all__ = [
-    "SPLITS",
-    "ReportFiles",
-    "configurations",
-    "log_report",
-    "pairs",
-    "weights_by_data",
-    "write_report",
-]
