@@ -14,7 +14,7 @@ It writes, under `studies/<study>/`:
 
 MLflow: the files go to the artifacts of a parent run, under `report/`: at the end of
 `vtd-sweep run`, that run's parent run; from `vtd-sweep report`, the study's latest parent
-run (the latest `vtd-sweep run`), whose `report/` is replaced, so the latest run always holds
+run (the latest `vtd-sweep run`), whose `report/` files are overwritten, so the latest run holds
 the latest report; a study without one gets a run named "report" (tag vtd.command=report).
 """
 
