@@ -37,10 +37,12 @@ class DemoPretrainedConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(default=2, ge=1)
+    # Everything trains from a fresh start, so it takes more epochs and a higher learning
+    # rate than the published fine-tuning (10 x 5e-4 reach test AUC ~0.75 on the demo).
+    epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=2, ge=1)
     chunk_size: int = Field(default=4, ge=1)
-    lr: float = Field(default=2e-4, gt=0)
+    lr: float = Field(default=5e-4, gt=0)
     seed: int = 0
 
 
