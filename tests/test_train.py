@@ -193,3 +193,10 @@ def test_training_lowers_the_loss_and_raises_auc(tiny_demo, tmp_path):
     first, last = result.records[0], result.records[-1]
     assert last.train_loss < 0.7 * first.train_loss
     assert last.test.auc > first.test.auc + 0.05
+
+
+def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path):
+    # fp16 needs CUDA (its grad scaler); bf16 autocast also works on the CPU
+    record = finetune(config(tiny_demo_data, tmp_path, device="cpu", precision="bf16")).records[0]
+    assert torch.isfinite(torch.tensor(record.train_loss))
+    assert 0 <= record.validation.auc <= 1
