@@ -1,6 +1,7 @@
 """`vtd-sweep`: the command line. Thin: parses, then calls `vtd.sweep` and `vtd.data`.
 
-    vtd-sweep run FILE [--workers N] [--dry-run] [--force-new]
+    vtd-sweep run FILE [--workers N] [--gpus 0,1,...] [--dry-run] [--force-new]
+    vtd-sweep worker FILE [--storage URL] [--tracking-uri URL] [--threads N]
     vtd-sweep status FILE
     vtd-sweep report FILE
     vtd-sweep ui FILE [--port PORT]
@@ -56,6 +57,7 @@ class _CtrlC:
 def _run(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
     from vtd.sweep.console import LiveProgress, plan_table, state_counts, terminal, trials_table
+    from vtd.sweep.pool import worker_specs
     from vtd.sweep.results import trials_frame
     from vtd.sweep.runner import TrialLauncher
     from vtd.sweep.session import (
@@ -69,8 +71,11 @@ def _run(args: argparse.Namespace) -> int:
 
     console = terminal()
     sweep = load_sweep(args.file)
-    if args.workers < 1:
-        raise _UsageError("--workers must be at least 1")
+    try:
+        specs = worker_specs(args.workers, args.gpus)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    local = len(specs) == 1 and specs[0].gpu is None
     if sweep.file.objective.optimistic:
         console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")
     if args.dry_run:
@@ -81,9 +86,8 @@ def _run(args: argparse.Namespace) -> int:
             f"{study_plan.to_sample} still to sample, {study_plan.finished} finished"
         )
         return 0
-    threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else None
     with _CtrlC(console) as ctrl_c:
-        if args.workers == 1:
+        if local:
             TrialLauncher().warm_up()  # the fork server imports torch while the study is prepared
         try:
             study_plan = prepare(
@@ -109,9 +113,9 @@ def _run(args: argparse.Namespace) -> int:
                 outcome = run_sweep(
                     sweep,
                     workers=args.workers,
+                    gpus=args.gpus,
                     events=progress,
                     stop=ctrl_c.stop,
-                    torch_threads=threads,
                     prepared=study_plan,
                 )
     trials = trials_frame(sweep)
@@ -146,13 +150,77 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from vtd.sweep.config import load_sweep
+    from vtd.sweep.console import terminal
+    from vtd.sweep.runner import TrialLauncher
+    from vtd.sweep.session import Notice, join_study
+    from vtd.sweep.storage import hide_password
+    from vtd.sweep.worker import TrialEnded, run_worker
+
+    if args.threads is not None and args.threads < 1:
+        raise _UsageError("--threads must be at least 1")
+    console = terminal()
+    sweep = load_sweep(
+        args.file,
+        storage=_absolute_sqlite(args.storage),
+        tracking_uri=_absolute_sqlite(args.tracking_uri),
+    )
+
+    def show(event: object) -> None:
+        if isinstance(event, Notice):
+            console.print(event.message, markup=False, soft_wrap=True)
+        elif isinstance(event, TrialEnded):
+            value = "" if event.value is None else f" {event.value:.4f}"
+            console.print(
+                f"trial {event.number} {event.state.lower()}{value} ({event.cell}, seed "
+                f"{event.seed}, {event.seconds:.0f} s) {event.reason}",
+                markup=False,
+                soft_wrap=True,
+            )
+
+    launcher = TrialLauncher()
+    launcher.warm_up()  # the fork server imports torch while the study is joined
+    with _CtrlC(console) as ctrl_c:
+        join_study(sweep, launcher=launcher, events=show, stop=ctrl_c.stop)
+        console.print(
+            f"worker {os.getpid()} joined study {sweep.study_name} "
+            f"(storage {hide_password(sweep.storage_url)}, MLflow "
+            f"{hide_password(sweep.tracking_uri)})",
+            markup=False,
+            soft_wrap=True,
+        )
+        ended = run_worker(
+            sweep, events=show, stop=ctrl_c.stop, torch_threads=args.threads, launcher=launcher
+        )
+    console.print(f"worker {os.getpid()}: {len(ended)} trial(s) ended here; none left to run")
+    if ctrl_c.stop.is_set():
+        console.print("interrupted: the running trial is queued again by the next run")
+        return 130
+    return 0
+
+
+def _absolute_sqlite(url: str | None) -> str | None:
+    """A relative `sqlite:///` URL given on the command line is taken from the current folder."""
+    prefix = "sqlite:///"
+    if url is None or not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return url
+    return prefix + str(Path(url.removeprefix(prefix)).resolve())
+
+
 def _status(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
     from vtd.sweep.console import state_counts, terminal, trials_table
+    from vtd.sweep.heartbeat import recover_lost_trials
     from vtd.sweep.results import trials_frame
+    from vtd.sweep.study import open_sweep_study, study_exists
 
     console = terminal()
     sweep = load_sweep(args.file)
+    if study_exists(sweep):  # trials of dead workers: FAILED and queued again before showing
+        sweep_study = open_sweep_study(sweep, create=False)
+        recover_lost_trials(sweep_study)
+        sweep_study.storage.remove_session()
     trials = trials_frame(sweep)
     if trials.empty:
         console.print(f"study {sweep.study_name}: no trials yet (run `vtd-sweep run {args.file}`)")
@@ -162,17 +230,42 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
     from vtd.sweep.config import load_sweep
+    from vtd.sweep.storage import sqlite_busy_timeout_uri, sqlite_file
+    from vtd.sweep.tracking import trials_view_url
 
     sweep = load_sweep(args.file)
     console = Console()
-    if not sweep.tracking_uri.startswith("sqlite:"):
-        console.print(f"study {sweep.study_name} is tracked by the server at {sweep.tracking_uri}")
+    server = not sweep.tracking_uri.startswith("sqlite:")
+    address = sweep.tracking_uri if server else f"http://{args.host}:{args.port}"
+    experiment = None
+    store = sqlite_file(sweep.tracking_uri)
+    if server or (store is not None and store.is_file()):
+        experiment = MlflowClient(sweep.tracking_uri).get_experiment_by_name(sweep.study_name)
+    trials = (
+        f"; its trials: {trials_view_url(address, experiment.experiment_id)}"
+        if experiment is not None
+        else ""
+    )
+    if server:
+        console.print(
+            f"study {sweep.study_name} is tracked by the server at {address}{trials}",
+            soft_wrap=True,
+        )
         return 0
-    address = f"http://{args.host}:{args.port}"
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(
+            f"[bold yellow]warning[/]: the MLflow UI has no login; on {args.host} anyone who "
+            "can reach this machine reads and changes the study's runs. Prefer 127.0.0.1 and an "
+            f"SSH tunnel (ssh -L {args.port}:127.0.0.1:{args.port} this-host), or a reverse "
+            "proxy with authentication."
+        )
     console.print(
         f"MLflow UI for study {sweep.study_name} at [bold]{address}[/] "
-        f"(store {sweep.tracking_uri}); Ctrl-C to stop"
+        f"(store {sweep.tracking_uri}){trials}; Ctrl-C to stop",
+        soft_wrap=True,
     )
     command = [
         sys.executable,
@@ -180,7 +273,7 @@ def _ui(args: argparse.Namespace) -> int:
         "mlflow",
         "server",
         "--backend-store-uri",
-        sweep.tracking_uri,
+        sqlite_busy_timeout_uri(sweep.tracking_uri, 60),
         "--host",
         args.host,
         "--port",
@@ -295,6 +388,13 @@ class _UsageError(Exception):
     """Bad input from the command line: one line, exit code 2."""
 
 
+def _gpu_list(text: str) -> list[str]:
+    gpus = [part.strip() for part in text.split(",")]
+    if not all(gpus):
+        raise argparse.ArgumentTypeError(f"expected GPU ids separated by commas, got {text!r}")
+    return gpus
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vtd-sweep",
@@ -305,7 +405,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="create or resume the study and run its trials")
     run.add_argument("file", type=Path, help="the sweep file (YAML)")
-    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes on this machine (default: one per GPU of --gpus, else one)",
+    )
+    run.add_argument(
+        "--gpus",
+        type=_gpu_list,
+        default=None,
+        help="GPUs to use, e.g. 0,1,2,3: one worker process per GPU, pinned with "
+        "CUDA_VISIBLE_DEVICES",
+    )
     run.add_argument("--dry-run", action="store_true", help="list the trials it would run")
     run.add_argument(
         "--force-new",
@@ -314,6 +426,19 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment are kept under a new name)",
     )
     run.set_defaults(handler=_run)
+
+    worker = commands.add_parser(
+        "worker",
+        help="join the study (made by `run`, or made now) and run its trials until none is "
+        "left; start any number, on any number of machines",
+    )
+    worker.add_argument("file", type=Path, help="the sweep file (YAML)")
+    worker.add_argument("--storage", help="Optuna storage URL (default: the file's)")
+    worker.add_argument("--tracking-uri", help="MLflow tracking URI (default: the file's)")
+    worker.add_argument(
+        "--threads", type=int, help="torch threads per trial (default: torch's choice)"
+    )
+    worker.set_defaults(handler=_worker)
 
     status = commands.add_parser("status", help="a table of the study's trials")
     status.add_argument("file", type=Path)
@@ -376,11 +501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     from vtd.sweep.config import SweepFileError
     from vtd.sweep.session import PreparationError
+    from vtd.sweep.storage import StorageBusyError
     from vtd.sweep.study import StudyError
 
     try:
         return int(args.handler(args))
-    except (SweepFileError, StudyError, PreparationError, _UsageError) as error:
+    except (SweepFileError, StudyError, PreparationError, StorageBusyError, _UsageError) as error:
         print(f"vtd-sweep: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -9,15 +9,21 @@ process of the trial to touch CUDA, so a poisoned CUDA context dies with it. Pro
 - child -> parent, once at the end: ("done", result) or ("error", description).
 
 stdout, stderr and logging go to the trial's log file. Ctrl-C is the parent's business: the
-trial ignores SIGINT and is ended by the parent.
+trial ignores SIGINT and is ended by the parent. A trial never outlives its worker: its parent
+is the fork server, not the worker, so a thread watches the worker's process (a pidfd on
+Linux) and kills the trial and its loader processes the moment the worker is gone (a worker
+killed with SIGKILL cannot end them itself).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -56,6 +62,7 @@ class TrainingRequest:
     faults: tuple[FaultConfig, ...] = ()
     memory_cap_mb: int | None = None
     torch_threads: int | None = None
+    worker_pid: int | None = None  # the trial ends when this process is gone
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -119,6 +126,45 @@ def _log_to(path: Path) -> None:
     )
 
 
+def _end_with_worker(worker_pid: int) -> None:
+    """Wait for the worker process to end; then kill this trial and its children at once."""
+    try:
+        handle = os.pidfd_open(worker_pid)
+    except ProcessLookupError:
+        handle = None  # already gone
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll instead
+        while _alive(worker_pid):
+            time.sleep(1.0)
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])
+        os.close(handle)
+    logger.error("the worker (process %d) is gone: ending this trial", worker_pid)
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch_worker(worker_pid: int | None) -> None:
+    if worker_pid is not None:
+        threading.Thread(
+            target=_end_with_worker, args=(worker_pid,), name="worker-watch", daemon=True
+        ).start()
+
+
 def _faults_at(request: TrainingRequest, epoch: int) -> None:
     for fault in request.faults:
         if fault.epoch == epoch:
@@ -131,6 +177,7 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
     from vtd.train import finetune
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_worker(request.worker_pid)
     _log_to(request.log_path)
     if request.torch_threads:
         import torch

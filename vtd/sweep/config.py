@@ -135,6 +135,28 @@ class ObjectiveConfig(_Strict):
         return self.split == "test"
 
 
+class HeartbeatConfig(_Strict):
+    """How a dead worker's trial is noticed: Optuna heartbeats on every running trial."""
+
+    interval_s: int = Field(default=10, ge=1, description="seconds between heartbeats")
+    grace_s: int = Field(
+        default=60,
+        ge=2,
+        description="a running trial with no heartbeat for this long is FAILED and queued again",
+    )
+    max_retry: int | None = Field(
+        default=3, ge=0, description="queue a dead worker's trial again at most this often"
+    )
+
+    @model_validator(mode="after")
+    def _grace_longer_than_interval(self) -> HeartbeatConfig:
+        if self.grace_s < 2 * self.interval_s:
+            raise ValueError(
+                f"grace_s ({self.grace_s}) must be at least twice interval_s ({self.interval_s})"
+            )
+        return self
+
+
 class SweepFile(_Strict):
     """The sweep file as written. `load_sweep` turns it into a resolved `Sweep`."""
 
@@ -172,6 +194,9 @@ class SweepFile(_Strict):
         default=True,
         description="prune without running a cell whose batch and chunk sizes are both at "
         "least those of an out-of-memory cell that is otherwise the same",
+    )
+    heartbeat: HeartbeatConfig = Field(
+        default_factory=HeartbeatConfig, description="detecting killed workers"
     )
     faults: tuple[FaultConfig, ...] = Field(default=(), description="fault injection; off")
     demo: DemoConfig | None = Field(
@@ -300,8 +325,13 @@ def _resolve_sqlite(url: str, folder: Path) -> str:
     return prefix + str((folder / url.removeprefix(prefix)).resolve())
 
 
-def load_sweep(path: Path | str) -> Sweep:
-    """Read and validate a sweep file; raises SweepFileError (one line) for any problem."""
+def load_sweep(
+    path: Path | str, *, storage: str | None = None, tracking_uri: str | None = None
+) -> Sweep:
+    """Read and validate a sweep file; raises SweepFileError (one line) for any problem.
+
+    `storage` and `tracking_uri`, when given, replace the file's (a worker on another machine
+    pointed at the shared PostgreSQL storage and MLflow server)."""
     path = Path(path).resolve()
     if not path.is_file():
         raise SweepFileError(f"{path}: no such sweep file")
@@ -318,6 +348,10 @@ def load_sweep(path: Path | str) -> Sweep:
         sweep_file = SweepFile.model_validate(doc.data)
     except ValidationError as error:
         raise _pydantic_error(path, doc, error, (), SweepFile) from None
+    overrides = {"storage": storage, "tracking_uri": tracking_uri}
+    sweep_file = sweep_file.model_copy(
+        update={key: value for key, value in overrides.items() if value is not None}
+    )
 
     _check_budget(path, doc, sweep_file)
     folder = path.parent

@@ -13,9 +13,11 @@ and torch's import fails under them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import signal
 import threading
 import time
@@ -150,6 +152,8 @@ class TrialLauncher:
     ) -> ProcessOutcome:
         """Run one training to its end; `on_epoch` answers True to stop after that epoch."""
         started = time.perf_counter()
+        if request.worker_pid is None:  # the trial ends with this process (see vtd.sweep.child)
+            request = dataclasses.replace(request, worker_pid=os.getpid())
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=training_main, args=(request, child_end), name="vtd-trial"

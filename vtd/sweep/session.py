@@ -1,36 +1,39 @@
 """`vtd-sweep run`: prepare the study once, then run workers, under one MLflow parent run.
 
-Preparation happens in this process before any worker starts, so that workers never race
-to create a database, a study, an experiment, the demo data or the demo's pretrained
-weights: (1) with `force_new`, the old study is deleted, its folder and experiment set
-aside; (2) the demo data is generated (cached); (3) the study is created or resumed and
-checked against the file; (4) the trials to run are queued; (5) the MLflow experiment is
-made; (6) the demo's pretrained checkpoint is made if a trial needs it (cached).
+Preparation happens before any worker of this run starts, under a lock on the study
+(`vtd.sweep.storage.storage_lock`: a file lock beside a SQLite database, an advisory lock on
+PostgreSQL), so that no two processes, on one machine or many, race to create a database, a
+study, an experiment or the queue: (1) with `force_new`, the old study is deleted, its folder
+and experiment set aside; (2) the study is created or resumed and checked against the file;
+(3) trials of dead workers are failed and queued again (`vtd.sweep.heartbeat`); (4) the trials
+to run are queued; (5) the MLflow experiment is made. Then, per machine and cached: the demo
+data and the demo's pretrained checkpoint if a trial needs it.
+
+`join_study` is what `vtd-sweep worker` does first: the same preparation under the same lock
+when the study does not exist yet (the first of many workers makes it, the others wait and
+join it), else only this machine's part.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import multiprocessing
-import os
 import platform
-import queue
-import signal
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import FrameType
 
 from optuna.trial import TrialState
 
 from vtd.data.demo import ensure_demo
 from vtd.sweep.child import TrainingRequest
-from vtd.sweep.config import Sweep, load_sweep
+from vtd.sweep.config import Sweep
+from vtd.sweep.heartbeat import recover_lost_trials
+from vtd.sweep.pool import run_local_workers, worker_specs
 from vtd.sweep.runner import TrialLauncher
+from vtd.sweep.storage import file_lock, storage_lock
 from vtd.sweep.study import (
     QueuedTrial,
     delete_study,
@@ -102,24 +105,13 @@ def _plan_for(sweep: Sweep, trials: list) -> Plan:
     )
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_demo_pretrained(
     sweep: Sweep, launcher: TrialLauncher, stop: threading.Event | None = None
 ) -> Path:
     """The demo's pretrained checkpoint, trained once (in a trial process) and cached."""
     weights = sweep.weights
     target = weights.demo_checkpoint
-    with _file_lock(target.with_suffix(".lock")):
+    with file_lock(target.with_suffix(".lock")):
         if target.is_file():
             return target
         config = weights.pretrain_config()
@@ -143,16 +135,12 @@ def _set_aside(folder: Path) -> Path | None:
     return target
 
 
-def prepare(
-    sweep: Sweep,
-    *,
-    force_new: bool = False,
-    launcher: TrialLauncher | None = None,
-    events: EventSink | None = None,
-    stop: threading.Event | None = None,
-) -> Plan:
-    """Everything before the workers start (see the module docstring); returns the plan."""
-    say = events or (lambda _event: None)
+def _study_lock(sweep: Sweep) -> contextlib.AbstractContextManager[None]:
+    return storage_lock(sweep.storage_url, f"vtd-sweep study {sweep.study_name}")
+
+
+def _prepare_study(sweep: Sweep, *, force_new: bool, say: EventSink) -> Plan:
+    """Create or resume the study, recover lost trials, queue; the caller holds the lock."""
     tracker = Tracker(sweep)
     if force_new:
         if delete_study(sweep):
@@ -163,99 +151,87 @@ def prepare(
         renamed = tracker.set_aside_experiment()
         if renamed is not None:
             say(Notice(f"renamed the old MLflow experiment to {renamed}"))
-    if sweep.file.demo is not None:
-        ensure_demo(sweep.cache_dir, sweep.file.demo)
     sweep_study = open_sweep_study(sweep, create=True)
+    lost = recover_lost_trials(sweep_study, tracker)
+    if lost:
+        numbers = ", ".join(str(number) for number in lost)
+        say(Notice(f"trial(s) {numbers}: their worker died; failed and queued again"))
     study_plan = _plan_for(sweep, sweep_study.study.get_trials(deepcopy=False))
     enqueue(sweep_study, study_plan.queued)
     sweep_study.storage.remove_session()
     tracker.experiment_id  # noqa: B018 - creates the experiment (and the database) now
-    if sweep.uses_demo_pretrained() and not sweep.weights.demo_checkpoint.is_file():
-        say(Notice("making the demo's pretrained weights (once; cached in .cache/weights)"))
-        ensure_demo_pretrained(sweep, launcher or TrialLauncher(), stop)
     return study_plan
 
 
-def _worker_process(
-    sweep_path: str,
-    parent_run_id: str | None,
-    events: multiprocessing.Queue,
-    torch_threads: int | None,
+def _prepare_machine(
+    sweep: Sweep, launcher: TrialLauncher | None, say: EventSink, stop: threading.Event | None
 ) -> None:
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    from vtd.sweep.console import configure_logging
-
-    configure_logging(verbose=False)
-    try:
-        run_worker(
-            load_sweep(sweep_path),
-            parent_run_id=parent_run_id,
-            events=events.put,
-            stop=stop,
-            torch_threads=torch_threads,
-        )
-    except Exception as error:
-        events.put(Notice(f"worker {os.getpid()} stopped: {type(error).__name__}: {error}"))
-        raise
+    """What trials need on this machine: the demo data and weights (cached, file-locked)."""
+    if sweep.file.demo is not None:
+        ensure_demo(sweep.cache_dir, sweep.file.demo)
+    if sweep.uses_demo_pretrained() and not sweep.weights.demo_checkpoint.is_file():
+        say(Notice("making the demo's pretrained weights (once; cached in .cache/weights)"))
+        ensure_demo_pretrained(sweep, launcher or TrialLauncher(), stop)
 
 
-def _run_workers(
+def prepare(
     sweep: Sweep,
-    count: int,
     *,
-    parent_run_id: str | None,
-    events: EventSink,
-    stop: threading.Event,
-    torch_threads: int | None,
-) -> list[str]:
-    """`count` worker processes on this machine; their events are passed on to `events`."""
-    context = multiprocessing.get_context("spawn")
-    channel: multiprocessing.Queue = context.Queue()
-    processes = [
-        context.Process(
-            target=_worker_process,
-            args=(str(sweep.path), parent_run_id, channel, torch_threads),
-            name=f"vtd-worker-{index}",
-        )
-        for index in range(count)
-    ]
-    for process in processes:
-        process.start()
-    forwarded = False
-    while any(process.is_alive() for process in processes) or not channel.empty():
-        if stop.is_set() and not forwarded:
-            for process in processes:
-                if process.pid is not None and process.is_alive():
-                    os.kill(process.pid, signal.SIGINT)
-            forwarded = True
-        try:
-            events(channel.get(timeout=0.2))
-        except queue.Empty:
-            continue
-    return [
-        f"{process.name} exited with code {process.exitcode}"
-        for process in processes
-        if process.exitcode not in (0, None)
-    ]
+    force_new: bool = False,
+    launcher: TrialLauncher | None = None,
+    events: EventSink | None = None,
+    stop: threading.Event | None = None,
+) -> Plan:
+    """Everything before the workers start (see the module docstring); returns the plan."""
+    say = events or _ignore
+    with _study_lock(sweep):
+        study_plan = _prepare_study(sweep, force_new=force_new, say=say)
+    _prepare_machine(sweep, launcher, say, stop)
+    return study_plan
+
+
+def join_study(
+    sweep: Sweep,
+    *,
+    launcher: TrialLauncher | None = None,
+    events: EventSink | None = None,
+    stop: threading.Event | None = None,
+) -> Plan | None:
+    """Before a worker's first claim: prepare the study if nobody has (returns its plan),
+    and this machine's demo data and weights."""
+    say = events or _ignore
+    study_plan = None
+    with _study_lock(sweep):
+        if not study_exists(sweep):
+            say(Notice(f"study {sweep.study_name} does not exist yet: creating it"))
+            study_plan = _prepare_study(sweep, force_new=False, say=say)
+    _prepare_machine(sweep, launcher, say, stop)
+    return study_plan
+
+
+def _ignore(_event: object) -> None:
+    return None
 
 
 def run_sweep(
     sweep: Sweep,
     *,
-    workers: int = 1,
+    workers: int | None = None,
+    gpus: Sequence[str] | None = None,
     force_new: bool = False,
     events: EventSink | None = None,
     stop: threading.Event | None = None,
     torch_threads: int | None = None,
     prepared: Plan | None = None,
 ) -> SweepOutcome:
-    """Prepare the study and run `workers` workers to the end, under one MLflow parent run."""
+    """Prepare the study and run `workers` workers to the end, under one MLflow parent run.
+
+    One worker on the CPU runs in this process; more, or any on GPUs, run in fresh processes
+    (`vtd.sweep.pool`: by default one per GPU of `gpus`, each pinned to it)."""
+    specs = worker_specs(workers, gpus)
+    if torch_threads is not None:
+        specs = [replace(spec, torch_threads=torch_threads) for spec in specs]
+    local = len(specs) == 1 and specs[0].gpu is None
     stop = stop or threading.Event()
     recorded: list[TrialEnded] = []
 
@@ -266,7 +242,7 @@ def run_sweep(
             events(event)
 
     launcher = TrialLauncher()
-    if workers == 1:
+    if local:
         launcher.warm_up()  # imports torch in the fork server while the study is prepared
     study_plan = prepared or prepare(
         sweep, force_new=force_new, launcher=launcher, events=sink, stop=stop
@@ -277,7 +253,8 @@ def run_sweep(
         "vtd.command": "run",
         "sweep_file": sweep.path.name,
         "sampler": sweep.file.sampler.name,
-        "workers": workers,
+        "workers": len(specs),
+        "gpus": ",".join(gpus or ()) or "none",
         "host": platform.node(),
         "objective": f"{objective.reduce} {objective.split} {objective.metric}",
     }
@@ -287,7 +264,7 @@ def run_sweep(
     outcome = SweepOutcome(plan=study_plan, parent_run_id=parent_run_id)
     status = "FAILED"
     try:
-        if workers == 1:
+        if local:
             run_worker(
                 sweep,
                 parent_run_id=parent_run_id,
@@ -297,13 +274,14 @@ def run_sweep(
                 launcher=launcher,
             )
         else:
-            outcome.worker_errors = _run_workers(
-                sweep,
-                workers,
+            outcome.worker_errors = run_local_workers(
+                specs,
+                sweep_path=str(sweep.path),
+                storage=sweep.storage_url,
+                tracking_uri=sweep.tracking_uri,
                 parent_run_id=parent_run_id,
                 events=sink,
                 stop=stop,
-                torch_threads=torch_threads,
             )
         outcome.interrupted = stop.is_set()
         status = "KILLED" if outcome.interrupted else "FINISHED"

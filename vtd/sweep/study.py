@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,10 +107,22 @@ class Claim:
     trial: optuna.Trial
     resolved: ResolvedTrial
     origin: str
+    trial_id: int
 
 
 def storage_settings(sweep: Sweep) -> StorageSettings:
-    return StorageSettings(url=sweep.storage_url)
+    heartbeat = sweep.file.heartbeat
+    return StorageSettings(
+        url=sweep.storage_url,
+        heartbeat_interval_s=heartbeat.interval_s,
+        grace_period_s=heartbeat.grace_s,
+        max_retry=heartbeat.max_retry,
+    )
+
+
+def worker_name() -> str:
+    """This worker process, as trials and runs name it: host:pid."""
+    return f"{platform.node()}:{os.getpid()}"
 
 
 def cell_label(params: Mapping[str, Any]) -> str:
@@ -335,6 +350,10 @@ def _pop_waiting(sweep_study: SweepStudy) -> optuna.Trial | None:
         trial_id = storage.get_trial_id_from_study_id_trial_number(
             sweep_study.study_id, frozen.number
         )
+        if storage.get_heartbeat_interval() is not None:
+            # Before the claim, so that a worker dying right after it leaves a stale trial
+            # (a RUNNING trial that never had a heartbeat is never found stale).
+            storage.record_heartbeat(trial_id)
         try:
             claimed = storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -359,9 +378,18 @@ def claim_next(sweep_study: SweepStudy) -> Claim | None:
         budget = sweep.file.n_trials or 0
         if sampled_count(sweep_study.study) >= budget:
             return None
-        trial = sweep_study.study.ask()
+        with warnings.catch_warnings():
+            # "Heartbeat ... supposed to be used with Study.optimize": our workers beat themselves.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = sweep_study.study.ask()
     if trial is None:
         return None
+    trial_id = sweep_study.storage.get_trial_id_from_study_id_trial_number(
+        sweep_study.study_id, trial.number
+    )
+    if sweep_study.storage.get_heartbeat_interval() is not None:
+        sweep_study.storage.record_heartbeat(trial_id)
+    trial.set_user_attr("worker", worker_name())
     params = {
         name: _suggest_one(trial, name, distribution)
         for name, distribution in sweep.space.distributions().items()
@@ -369,11 +397,12 @@ def claim_next(sweep_study: SweepStudy) -> Claim | None:
     attrs = trial.user_attrs
     if "config_hash" in attrs:  # queued: repeat and seed were fixed when it was queued
         resolved = resolve(sweep, params, int(attrs["repeat"]))
-        return Claim(trial=trial, resolved=resolved, origin=str(attrs.get("origin", "grid")))
+        origin = str(attrs.get("origin", "grid"))
+        return Claim(trial=trial, resolved=resolved, origin=origin, trial_id=trial_id)
     resolved = resolve(sweep, params, 0)
     for key, value in {**resolved.user_attrs(), "origin": "sampled"}.items():
         trial.set_user_attr(key, value)
-    return Claim(trial=trial, resolved=resolved, origin="sampled")
+    return Claim(trial=trial, resolved=resolved, origin="sampled", trial_id=trial_id)
 
 
 def queue_repeats(sweep_study: SweepStudy, claim: Claim) -> None:

@@ -9,8 +9,13 @@ Optuna storage and one MLflow tracking store; it needs no other coordination (se
   cap); or an out-of-memory trial dominates it (not run); or it duplicates a finished
   configuration (not run, the original's state and value copied);
 - FAILED: any other error, the trial process dying, or Ctrl-C (marked `interrupted`; the
-  next `vtd-sweep run` queues it again).
+  next `vtd-sweep run` queues it again); or the worker itself dying (its trial's heartbeat
+  goes stale, and another process fails it and queues it again: `vtd.sweep.heartbeat`).
 The reason is stored on the Optuna trial (user attribute `reason`) and on its MLflow run.
+
+Before each claim a worker recovers lost trials; when the queue is empty but other workers
+still run trials, it waits (one of them may die and its trial come back) and stops when none
+is running.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from vtd.sweep.child import TrainingRequest
 from vtd.sweep.config import Sweep
+from vtd.sweep.heartbeat import TrialHeartbeat, recover_lost_trials, running_elsewhere
 from vtd.sweep.identity import portable_path
 from vtd.sweep.runner import ProcessOutcome, TrialLauncher
 from vtd.sweep.study import (
@@ -49,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 LOG_TAIL_LINES = 40
+WAIT_POLL_S = 5.0
 _TEXT_LIMIT = 4000
 
 
@@ -127,6 +135,7 @@ class TrialExecution:
         events: EventSink,
         stop: threading.Event,
         torch_threads: int | None,
+        heartbeat: TrialHeartbeat | None = None,
     ) -> None:
         self.sweep: Sweep = sweep_study.sweep
         self.study = sweep_study.study
@@ -140,6 +149,7 @@ class TrialExecution:
         self.events = events
         self.stop = stop
         self.torch_threads = torch_threads
+        self.heartbeat = heartbeat
         self.trial_dir = self.sweep.trials_dir / str(self.trial.number)
         self.run_id: str | None = None
         self.series: list[tuple[int, float]] = []
@@ -200,6 +210,10 @@ class TrialExecution:
             "objective": f"{self.sweep.file.objective.split} {self.sweep.file.objective.metric}",
             "worker": f"{platform.node()}:{os.getpid()}",
         }
+        lost_run_id = self.trial.user_attrs.get("retry_of_run")
+        if lost_run_id is not None:  # a retry of a trial whose worker died: linked both ways
+            tags["retry_of"] = lost_run_id
+            tags["retry_of_trial"] = self.trial.user_attrs["retry_of"][-1]
         # The data section is one JSON param; every other setting its own param.
         params = {
             key: value for key, value in self._settings().items() if not key.startswith("data.")
@@ -208,6 +222,12 @@ class TrialExecution:
         self.run_id = self.tracker.start_trial_run(self.parent_run_id, tags, params)
         self.trial.set_user_attr("mlflow_run_id", self.run_id)
         self.trial.set_user_attr("trial_dir", portable_path(self.trial_dir, self.sweep.folder))
+        if lost_run_id is not None:
+            # Closed by whoever failed the lost trial, unless that process died too.
+            self.tracker.close_lost_run(
+                lost_run_id, {"state": "FAIL", "reason": "failed: worker lost"}
+            )
+            self.tracker.link_retry(lost_run_id, self.run_id, self.trial.number)
 
     def _train(self) -> ProcessOutcome:
         config = self.resolved.config.model_copy(update={"output_dir": self.trial_dir})
@@ -386,6 +406,12 @@ class TrialExecution:
         self, verdict: _Verdict, *, ran: bool, outcome: ProcessOutcome | None = None
     ) -> TrialEnded:
         seconds = time.perf_counter() - self.started
+        if self.heartbeat is not None and self.heartbeat.lost:
+            verdict = _Verdict(
+                TrialState.FAIL,
+                "lost: another process found its heartbeat stale and queued it again",
+                attrs={"interrupted": True},
+            )
         state_word = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[
             verdict.state.name
         ]
@@ -405,12 +431,18 @@ class TrialExecution:
                 tags=tags,
                 artifacts=self._artifacts(outcome) if ran else (),
             )
-        for key, value in attrs.items():
-            self.trial.set_user_attr(key, value)
-        if verdict.state == TrialState.COMPLETE:
-            self.study.tell(self.trial, verdict.value)
-        else:
-            self.study.tell(self.trial, state=verdict.state)
+        try:
+            for key, value in attrs.items():
+                self.trial.set_user_attr(key, value)
+            if verdict.state == TrialState.COMPLETE:
+                self.study.tell(self.trial, verdict.value)
+            else:
+                self.study.tell(self.trial, state=verdict.state)
+        except UpdateFinishedTrialError:
+            # Found stale a moment ago: its retry is queued; what ran here stays in MLflow.
+            logger.warning(
+                "trial %d was failed by a stale-trial sweep; not recorded", self.trial.number
+            )
         logger.info("trial %d %s", self.trial.number, reason or "complete")
         ended = TrialEnded(
             number=self.trial.number,
@@ -449,20 +481,41 @@ def run_worker(
     sweep_study = open_sweep_study(sweep, create=False)
     tracker = Tracker(sweep)
     ended: list[TrialEnded] = []
-    while not stop.is_set() and (max_trials is None or len(ended) < max_trials):
-        claim = claim_next(sweep_study)
-        if claim is None:
-            break
-        execution = TrialExecution(
-            sweep_study,
-            claim,
-            tracker,
-            launcher,
-            parent_run_id=parent_run_id,
-            events=events,
-            stop=stop,
-            torch_threads=torch_threads,
-        )
-        ended.append(execution.execute())
-    sweep_study.storage.remove_session()
+    waiting = False
+    try:
+        while not stop.is_set() and (max_trials is None or len(ended) < max_trials):
+            recover_lost_trials(sweep_study, tracker)
+            claim = claim_next(sweep_study)
+            if claim is None:
+                others = running_elsewhere(sweep_study)
+                if not others:
+                    break
+                if not waiting:
+                    logger.info(
+                        "queue empty; waiting for %d trial(s) of other workers (a dead "
+                        "worker's trial is queued again after %d s)",
+                        others,
+                        sweep.file.heartbeat.grace_s,
+                    )
+                waiting = True
+                stop.wait(min(WAIT_POLL_S, sweep.file.heartbeat.interval_s))
+                continue
+            waiting = False
+            with TrialHeartbeat(
+                sweep_study.storage, claim.trial_id, claim.trial.number, stop
+            ) as heartbeat:
+                execution = TrialExecution(
+                    sweep_study,
+                    claim,
+                    tracker,
+                    launcher,
+                    parent_run_id=parent_run_id,
+                    events=events,
+                    stop=heartbeat.halt,
+                    torch_threads=torch_threads,
+                    heartbeat=heartbeat,
+                )
+                ended.append(execution.execute())
+    finally:
+        sweep_study.storage.remove_session()
     return ended
