@@ -1,0 +1,114 @@
+"""The MLflow UI, in headless Chromium, shows a study's trials with their AUC.
+
+A real `mlflow server` (SQLite backend, artifacts in a temporary folder, 127.0.0.1) is the
+sweep file's `tracking_uri`; `vtd-sweep run` trains a small grid against it; `vtd-sweep ui`
+prints the link to the study's `trials` view; Chromium opens it, and the rendered page must
+list every trial's run with the AUC MLflow holds for it. The screenshot is kept under
+test-artifacts/ (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _services import chromium_command, mlflow_server
+from mlflow import MlflowClient
+
+SWEEP = """\
+study: ui-study
+sampler: grid
+tracking_uri: {tracking_uri}
+training:
+  model: {{variant: small}}
+  epochs: 1
+  device: cpu
+search_space:
+  lr: [1.0e-4, 3.0e-4, 1.0e-3]
+demo:
+  seed: 2
+  min_frames: 8
+  max_frames: 8
+  objectattention: {{train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}}
+  videoattentiontarget: {{train_shows: 1, test_shows: 1, clips_per_show: 1, width: 96, height: 64}}
+data:
+  sources: [objectattention]
+  validation: {{groups: 1}}
+"""
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _chromium(profile: Path, url: str, *output: str) -> subprocess.CompletedProcess[str]:
+    # The UI is a React app: a virtual-time budget lets it fetch the runs and render them.
+    command = [
+        *chromium_command(profile),
+        "--window-size=1800,900",
+        "--virtual-time-budget=30000",
+        *output,
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True)
+
+
+def _shown(value: float, page: str) -> bool:
+    """Whether the page shows `value` as MLflow's table does (rounded, up to 4 digits)."""
+    numbers = {float(text) for text in re.findall(r">\s*(\d\.\d+)\s*<", page)}
+    return any(abs(number - value) < 5e-4 for number in numbers)
+
+
+@pytest.mark.slow
+def test_the_trials_view_lists_each_trial_with_its_auc(tmp_path: Path) -> None:
+    with mlflow_server(
+        f"sqlite:///{tmp_path / 'mlflow-server.db'}",
+        tmp_path / "artifacts",
+        tmp_path / "mlflow-server.log",
+    ) as server:
+        project = tmp_path / "project"
+        project.mkdir()
+        path = project / "sweep.yaml"
+        path.write_text(SWEEP.format(tracking_uri=server))
+        done = subprocess.run(
+            [sys.executable, "-m", "vtd.cli", "run", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+        client = MlflowClient(tracking_uri=server)
+        experiment = client.get_experiment_by_name("ui-study")
+        assert experiment is not None
+        runs = [
+            run
+            for run in client.search_runs([experiment.experiment_id])
+            if "optuna_trial" in run.data.tags
+        ]
+        assert len(runs) == 3 and all(run.info.status == "FINISHED" for run in runs)
+
+        shown = subprocess.run(
+            [sys.executable, "-m", "vtd.cli", "ui", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stderr
+        link = f"{server}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=trials"
+        assert link in shown.stdout.replace("\n", "")
+
+        profile = tmp_path / "chromium-profile"
+        page = html.unescape(_chromium(profile, link, "--dump-dom").stdout)
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot = ARTIFACTS / "mlflow-ui-trials.png"
+        screenshot.unlink(missing_ok=True)
+        _chromium(profile, link, f"--screenshot={screenshot}")
+
+    assert "val_auc" in page
+    for run in runs:
+        assert run.info.run_name in page, run.info.run_name
+        assert _shown(run.data.metrics["val_auc"], page), (run.info.run_name, run.data.metrics)
+    assert "3 matching runs" in re.sub(r"<[^>]+>", "", page)
+    assert screenshot.is_file() and screenshot.stat().st_size > 20_000

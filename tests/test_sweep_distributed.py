@@ -1,0 +1,395 @@
+"""Many workers on one study, and workers that die.
+
+Fast: a trial whose worker stops beating is FAILED with the reason and queued again with the
+same parameters, by exactly one of several processes sweeping at once; the study lock
+serialises; a SQLite storage that stays locked says to use PostgreSQL; workers per GPU.
+
+Slow (real services on 127.0.0.1, real trial processes): three `vtd-sweep worker` processes,
+started together on a study that does not exist yet, share a 12-cell grid; one is SIGKILLed
+mid-trial; its trial is retried and completes; every cell runs once; MLflow holds one
+FINISHED run per cell plus the killed one, KILLED and linked to its retry. Once on PostgreSQL
+with an MLflow server (backed by PostgreSQL too), once on the SQLite defaults, where no worker
+log may mention "database is locked" and the killed worker's trial process must not outlive it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from threading import Event
+
+import optuna
+import psutil
+import pytest
+from _services import PostgresServer, mlflow_server, postgres_server, stop_group
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from vtd.sweep.config import Sweep, load_sweep
+from vtd.sweep.heartbeat import TrialHeartbeat, recover_lost_trials
+from vtd.sweep.pool import worker_specs
+from vtd.sweep.storage import StorageBusyError, StorageSettings, open_storage, storage_lock
+from vtd.sweep.study import StudyError, claim_next, enqueue, open_sweep_study, plan_queue
+
+SMALL = """\
+study: beats
+sampler: grid
+heartbeat: {interval_s: 1, grace_s: 2}
+data:
+  sources: [data/objectattention]
+  validation: {groups: 1}
+training:
+  model: {variant: small}
+  epochs: 1
+search_space:
+  batch_size: [2, 4]
+  chunk_size: [2, 3]
+"""
+
+
+def _queued_study(folder: Path, text: str = SMALL) -> Sweep:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sweep.yaml"
+    path.write_text(text)
+    sweep = load_sweep(path)
+    sweep_study = open_sweep_study(sweep, create=True)
+    enqueue(sweep_study, plan_queue(sweep, sweep_study.study.get_trials(deepcopy=False)))
+    return sweep
+
+
+def _recover_in_process(path: str, results: multiprocessing.Queue) -> None:
+    sweep_study = open_sweep_study(load_sweep(path), create=False)
+    results.put(recover_lost_trials(sweep_study))
+
+
+def test_a_dead_workers_trial_is_failed_and_queued_again_once(tmp_path: Path) -> None:
+    sweep = _queued_study(tmp_path)
+    sweep_study = open_sweep_study(sweep, create=False)
+    dead = claim_next(sweep_study)  # claimed, one heartbeat recorded, then nothing: dead
+    alive = claim_next(sweep_study)
+    assert dead is not None and alive is not None
+    dead.trial.set_user_attr("mlflow_run_id", "run-of-the-dead-attempt")
+    time.sleep(1.5)
+    sweep_study.storage.record_heartbeat(alive.trial_id)  # this one's worker still beats
+    assert recover_lost_trials(sweep_study) == []  # not stale yet: grace is 2 s
+    # the live worker keeps beating while three processes sweep at once: exactly one of them
+    # fails and re-queues the dead trial
+    with TrialHeartbeat(sweep_study.storage, alive.trial_id, alive.trial.number, Event()):
+        time.sleep(1.5)
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        sweepers = [
+            context.Process(target=_recover_in_process, args=(str(sweep.path), results))
+            for _ in range(3)
+        ]
+        for process in sweepers:
+            process.start()
+        handled = [results.get(timeout=120) for _ in sweepers]
+        for process in sweepers:
+            process.join()
+    assert sorted(handled, key=len) == [[], [], [dead.trial.number]]
+
+    trials = sweep_study.study.get_trials()
+    lost = trials[dead.trial.number]
+    assert lost.state == TrialState.FAIL
+    assert lost.user_attrs["worker_lost"] is True
+    worker = f"{platform.node()}:{os.getpid()}"
+    assert lost.user_attrs["reason"] == (
+        f"failed: worker {worker} lost (no heartbeat for over 2 s); "
+        "queued again with the same parameters"
+    )
+    assert trials[alive.trial.number].state == TrialState.RUNNING
+    retries = [t for t in trials if t.number not in (dead.trial.number, alive.trial.number)]
+    retry = [t for t in retries if t.user_attrs.get("retry_of") == [dead.trial.number]]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].params == lost.params
+    assert retry[0].user_attrs["config_hash"] == lost.user_attrs["config_hash"]
+    assert retry[0].user_attrs["origin"] == "retry"
+    assert retry[0].user_attrs["retry_of_run"] == "run-of-the-dead-attempt"
+    for attempt_only in ("mlflow_run_id", "worker", "reason", "worker_lost"):
+        assert attempt_only not in retry[0].user_attrs
+    # the queue does not add the cell again: its retry is waiting
+    assert plan_queue(sweep, trials) == []
+    # the retry is claimed like any queued trial, with the same configuration
+    claims = {}
+    while (claim := claim_next(sweep_study)) is not None:
+        claims[claim.trial.number] = claim
+    assert claims[retry[0].number].origin == "retry"
+    assert claims[retry[0].number].resolved.identity.config_hash == lost.user_attrs["config_hash"]
+
+
+def test_retries_stop_after_max_retry(tmp_path: Path) -> None:
+    text = SMALL.replace("grace_s: 2}", "grace_s: 2, max_retry: 1}")
+    sweep = _queued_study(tmp_path, text.replace("[2, 4]", "[2]").replace("[2, 3]", "[2]"))
+    sweep_study = open_sweep_study(sweep, create=False)
+    first = claim_next(sweep_study)
+    assert first is not None
+    time.sleep(3.2)
+    assert recover_lost_trials(sweep_study) == [first.trial.number]
+    second = claim_next(sweep_study)  # the retry, and its worker dies too
+    assert second is not None and second.origin == "retry"
+    time.sleep(3.2)
+    assert recover_lost_trials(sweep_study) == [second.trial.number]
+    trials = sweep_study.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert trials[1].user_attrs["reason"].endswith("retried too often: not queued again")
+    # the next `vtd-sweep run` queues the cell again, as any failed one
+    assert [item.retry_of for item in plan_queue(sweep, trials)] == [(0, 1)]
+
+
+def test_the_study_lock_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    inside: list[str] = []
+    overlaps: list[bool] = []
+
+    def hold(name: str) -> None:
+        with storage_lock(url, "vtd-sweep study s"):
+            overlaps.append(bool(inside))
+            inside.append(name)
+            time.sleep(0.3)
+            inside.remove(name)
+
+    threads = [threading.Thread(target=hold, args=(str(index),)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [False, False, False]
+
+
+def test_a_sqlite_storage_that_stays_locked_says_to_use_postgresql(tmp_path: Path) -> None:
+    path = tmp_path / "optuna.db"
+    settings = StorageSettings(url=f"sqlite:///{path}", sqlite_timeout_s=0.5)
+    storage = open_storage(settings)
+    blocker = sqlite3.connect(path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageBusyError, match=r"stayed locked for 0.5 s.*use PostgreSQL"):
+            optuna.create_study(storage=storage, study_name="busy")
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+def test_workers_per_gpu_and_threads_per_cpu_worker() -> None:
+    pinned = worker_specs(None, ["0", "1"])
+    assert [(spec.gpu, spec.torch_threads) for spec in pinned] == [("0", None), ("1", None)]
+    assert [spec.gpu for spec in worker_specs(4, ["0", "1"])] == ["0", "1", "0", "1"]
+    with pytest.raises(ValueError, match="at least one per GPU"):
+        worker_specs(1, ["0", "1"])
+    cpu = worker_specs(2, None)
+    cores = len(os.sched_getaffinity(0))
+    assert [spec.torch_threads for spec in cpu] == [max(1, cores // 2)] * 2
+    assert worker_specs(None, None)[0].torch_threads is None
+
+
+# --- three workers, one killed ------------------------------------------------------------
+GRID = """\
+study: shared
+sampler: grid
+heartbeat: {interval_s: 1, grace_s: 6}
+training:
+  model: {variant: small}
+  epochs: 1
+  device: cpu
+search_space:
+  batch_size: [1, 2]
+  chunk_size: [2, 4]
+  lr: [1.0e-4, 2.0e-4, 3.0e-4]
+demo:
+  seed: 1
+  min_frames: 8
+  max_frames: 8
+  objectattention: {train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}
+  videoattentiontarget: {train_shows: 1, test_shows: 1, clips_per_show: 2, width: 96, height: 64}
+data:
+  sources: [objectattention]
+  validation: {groups: 1}
+"""
+CELLS = 12
+WORKERS = 3
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("distributed-cache")
+
+
+def _start_workers(path: Path, logs: Path, extra: list[str]) -> list[subprocess.Popen]:
+    workers = []
+    for index in range(WORKERS):
+        with (logs / f"worker-{index}.log").open("w") as log:
+            command = [sys.executable, "-m", "vtd.cli", "worker", str(path), "--threads", "1"]
+            workers.append(
+                subprocess.Popen(
+                    command + extra, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+    return workers
+
+
+def _session_processes(session: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def _kill_a_worker_mid_trial(
+    sweep: Sweep, workers: list[subprocess.Popen], *, whole_group: bool
+) -> tuple[int, int]:
+    """Wait until a worker is training a trial, SIGKILL it; returns (pid, trial number)."""
+    pids = {f"{platform.node()}:{worker.pid}": worker for worker in workers}
+    deadline = time.monotonic() + 300
+    study = None
+    while time.monotonic() < deadline:
+        for worker in workers:
+            assert worker.poll() is None, f"worker {worker.pid} ended early"
+        study = study or _study_when_queued(sweep)
+        if study is None:
+            time.sleep(0.2)
+            continue
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = pids.get(trial.user_attrs.get("worker", ""))
+            log = sweep.trials_dir / str(trial.number) / "trial.log"
+            if worker is not None and log.is_file() and "training into" in log.read_text():
+                if whole_group:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                else:
+                    os.kill(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+                return worker.pid, trial.number
+        time.sleep(0.1)
+    raise AssertionError("no worker started a trial within 300 s")
+
+
+def _study_when_queued(sweep: Sweep) -> optuna.Study | None:
+    try:
+        study = open_sweep_study(sweep, create=False).study
+    except StudyError:  # not made yet: look again
+        return None
+    return study if len(study.get_trials(deepcopy=False)) >= CELLS else None
+
+
+def _three_workers_one_killed(
+    folder: Path, cache: Path, *, storage: str | None, tracking_uri: str | None, group: bool
+) -> tuple[Sweep, int, int, list[str]]:
+    folder.mkdir(parents=True)
+    (folder / ".cache").symlink_to(cache, target_is_directory=True)
+    path = folder / "sweep.yaml"
+    path.write_text(GRID)
+    extra = []
+    if storage is not None and tracking_uri is not None:
+        extra = ["--storage", storage, "--tracking-uri", tracking_uri]
+    sweep = load_sweep(path, storage=storage, tracking_uri=tracking_uri)
+    logs = folder / "logs"
+    logs.mkdir()
+    workers = _start_workers(path, logs, extra)
+    try:
+        killed_pid, killed_trial = _kill_a_worker_mid_trial(sweep, workers, whole_group=group)
+        for worker in workers:
+            if worker.pid != killed_pid:
+                assert worker.wait(600) == 0, (logs / "worker-0.log").read_text()[-3000:]
+    finally:
+        for worker in workers:
+            stop_group(worker)
+    texts = [log.read_text() for log in sorted(logs.iterdir())]
+    return sweep, killed_pid, killed_trial, texts
+
+
+def _check_outcome(sweep: Sweep, killed_pid: int, killed_trial: int) -> None:
+    study = open_sweep_study(sweep, create=False).study
+    trials = study.get_trials()
+    states = [trial.state for trial in trials]
+    assert len(trials) == CELLS + 1, [(t.number, t.state, t.user_attrs) for t in trials]
+    assert states.count(TrialState.COMPLETE) == CELLS and states.count(TrialState.FAIL) == 1
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    # every cell ran once to the end
+    assert len({trial.user_attrs["config_hash"] for trial in complete}) == CELLS
+    assert len({tuple(sorted(trial.params.items())) for trial in complete}) == CELLS
+    lost = trials[killed_trial]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["worker_lost"] is True
+    assert lost.user_attrs["worker"] == f"{platform.node()}:{killed_pid}"
+    assert "queued again with the same parameters" in lost.user_attrs["reason"]
+    (retry,) = [t for t in complete if killed_trial in t.user_attrs.get("retry_of", [])]
+    assert retry.params == lost.params and retry.user_attrs["origin"] == "retry"
+    assert retry.user_attrs["config_hash"] == lost.user_attrs["config_hash"]
+
+    client = MlflowClient(tracking_uri=sweep.tracking_uri)
+    experiment = client.get_experiment_by_name(sweep.study_name)
+    assert experiment is not None
+    runs = [
+        run
+        for run in client.search_runs([experiment.experiment_id], max_results=1000)
+        if "optuna_trial" in run.data.tags
+    ]
+    by_trial = {int(run.data.tags["optuna_trial"]): run for run in runs}
+    assert len(runs) == len(by_trial) == CELLS + 1
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    assert len(finished) == CELLS
+    assert len({run.data.tags["config_hash"] for run in finished}) == CELLS
+    assert all("val_auc" in run.data.metrics for run in finished)
+    killed_run, retry_run = by_trial[killed_trial], by_trial[retry.number]
+    assert killed_run.info.status == "KILLED"
+    assert killed_run.data.tags["state"] == "FAIL"
+    assert "lost" in killed_run.data.tags["reason"]
+    assert killed_run.data.tags["retried_by"] == retry_run.info.run_id
+    assert retry_run.data.tags["retry_of"] == killed_run.info.run_id
+    assert retry_run.info.status == "FINISHED"
+    assert lost.user_attrs["mlflow_run_id"] == killed_run.info.run_id
+    assert retry.user_attrs["mlflow_run_id"] == retry_run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_three_workers_on_postgresql_and_an_mlflow_server(
+    tmp_path: Path, demo_cache: Path, postgres: PostgresServer
+) -> None:
+    storage = postgres.create_database("optuna_shared")
+    tracking_store = postgres.create_database("mlflow_shared")
+    with mlflow_server(tracking_store, tmp_path / "artifacts", tmp_path / "mlflow.log") as url:
+        sweep, pid, number, logs = _three_workers_one_killed(
+            tmp_path / "project", demo_cache, storage=storage, tracking_uri=url, group=True
+        )
+        assert sweep.storage_url.startswith("postgresql") and sweep.tracking_uri == url
+        _check_outcome(sweep, pid, number)
+    assert not any("Traceback" in text for text in logs), logs
+
+
+@pytest.mark.slow
+def test_three_workers_on_sqlite_without_lock_errors(tmp_path: Path, demo_cache: Path) -> None:
+    project = tmp_path / "project"
+    sweep, pid, number, logs = _three_workers_one_killed(
+        project, demo_cache, storage=None, tracking_uri=None, group=False
+    )
+    assert sweep.storage_url == f"sqlite:///{project / 'studies' / 'optuna.db'}"
+    _check_outcome(sweep, pid, number)
+    assert not any("database is locked" in text for text in logs)
+    trial_logs = [log.read_text() for log in sweep.trials_dir.glob("*/trial.log")]
+    assert len(trial_logs) == CELLS + 1
+    assert not any("database is locked" in text for text in trial_logs)
+    # only the worker was killed: its trial process (and the fork server) ended with it
+    deadline = time.monotonic() + 15
+    while _session_processes(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _session_processes(pid) == []
+    lost_log = (sweep.trials_dir / str(number) / "trial.log").read_text()
+    assert f"the worker (process {pid}) is gone" in lost_log
