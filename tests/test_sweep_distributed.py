@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
+import re
 import signal
 import sqlite3
 import subprocess
@@ -393,3 +394,41 @@ def test_three_workers_on_sqlite_without_lock_errors(tmp_path: Path, demo_cache:
     assert _session_processes(pid) == []
     lost_log = (sweep.trials_dir / str(number) / "trial.log").read_text()
     assert f"the worker (process {pid}) is gone" in lost_log
+
+
+@pytest.mark.slow
+def test_run_gpus_starts_one_pinned_worker_per_gpu(tmp_path: Path, demo_cache: Path) -> None:
+    # No GPU here: the trials train on the CPU; what is checked is each worker's pin, which
+    # its trial processes inherit (they log it).
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".cache").symlink_to(demo_cache, target_is_directory=True)
+    path = project / "sweep.yaml"
+    path.write_text(GRID.replace("lr: [1.0e-4, 2.0e-4, 3.0e-4]", "lr: [1.0e-4, 2.0e-4]"))
+    done = subprocess.run(
+        [sys.executable, "-m", "vtd.cli", "run", str(path), "--gpus", "0,1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = load_sweep(path)
+    trials = open_sweep_study(sweep, create=False).study.get_trials()
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 8
+    pins: dict[str, set[str]] = {}
+    for trial in trials:
+        log = (sweep.trials_dir / str(trial.number) / "trial.log").read_text()
+        (pin,) = re.findall(r"CUDA_VISIBLE_DEVICES=(\S+)\)", log)
+        pins.setdefault(trial.user_attrs["worker"], set()).add(pin)
+    # two workers, each on its own GPU
+    assert sorted(pin for worker_pins in pins.values() for pin in worker_pins) == ["0", "1"]
+    assert all(len(worker_pins) == 1 for worker_pins in pins.values())
+    client = MlflowClient(tracking_uri=sweep.tracking_uri)
+    experiment = client.get_experiment_by_name(sweep.study_name)
+    assert experiment is not None
+    (parent,) = [
+        run
+        for run in client.search_runs([experiment.experiment_id])
+        if run.data.tags.get("vtd.command") == "run"
+    ]
+    assert parent.data.tags["gpus"] == "0,1" and parent.data.tags["workers"] == "2"

@@ -183,7 +183,14 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
         import torch
 
         torch.set_num_threads(request.torch_threads)
-    logger.info("trial process %d: training into %s", os.getpid(), request.config.output_dir)
+    logger.info(
+        "trial process %d: training into %s%s",
+        os.getpid(),
+        request.config.output_dir,
+        f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
+        if "CUDA_VISIBLE_DEVICES" in os.environ
+        else "",
+    )
 
     def on_epoch(record: EpochRecord) -> bool:
         _faults_at(request, record.epoch)
