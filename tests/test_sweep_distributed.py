@@ -35,9 +35,11 @@ from _services import PostgresServer, mlflow_server, postgres_server, stop_group
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from vtd.cli import main
 from vtd.sweep.config import Sweep, load_sweep
 from vtd.sweep.heartbeat import TrialHeartbeat, recover_lost_trials
 from vtd.sweep.pool import worker_specs
+from vtd.sweep.session import prepare
 from vtd.sweep.storage import StorageBusyError, StorageSettings, open_storage, storage_lock
 from vtd.sweep.study import StudyError, claim_next, enqueue, open_sweep_study, plan_queue
 
@@ -145,6 +147,49 @@ def test_retries_stop_after_max_retry(tmp_path: Path) -> None:
     assert trials[1].user_attrs["reason"].endswith("retried too often: not queued again")
     # the next `vtd-sweep run` queues the cell again, as any failed one
     assert [item.retry_of for item in plan_queue(sweep, trials)] == [(0, 1)]
+
+
+def test_status_and_run_recover_lost_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = _queued_study(tmp_path / "a")
+    sweep_study = open_sweep_study(sweep, create=False)
+    dead = claim_next(sweep_study)
+    assert dead is not None
+    time.sleep(3.2)
+    assert main(["status", str(sweep.path)]) == 0
+    table = capsys.readouterr().out
+    assert "1 FAIL" in table and "lost (no heartbeat" in table, table
+    assert sweep_study.study.get_trials()[dead.trial.number].state == TrialState.FAIL
+
+    other = _queued_study(tmp_path / "b")
+    other_study = open_sweep_study(other, create=False)
+    dead = claim_next(other_study)
+    assert dead is not None
+    time.sleep(3.2)
+    notices: list[str] = []
+    study_plan = prepare(other, events=lambda event: notices.append(event.message))
+    assert notices == [f"trial(s) {dead.trial.number}: their worker died; failed and queued again"]
+    assert study_plan.queued == [] and study_plan.waiting == 4  # 3 queued before, 1 retry
+    assert other_study.study.get_trials()[dead.trial.number].state == TrialState.FAIL
+
+
+def test_a_worker_whose_trial_was_taken_over_stops_it(tmp_path: Path) -> None:
+    sweep_study = open_sweep_study(_queued_study(tmp_path), create=False)
+    claim = claim_next(sweep_study)
+    assert claim is not None
+    stop = Event()
+    with TrialHeartbeat(sweep_study.storage, claim.trial_id, claim.trial.number, stop) as beat:
+        assert not beat.halt.wait(1.2)  # beating, nothing to stop
+        # another process found the trial stale (this worker's storage was out of reach)
+        sweep_study.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)
+        assert beat.halt.wait(3) and beat.lost
+    # Ctrl-C reaches the running trial through its heartbeat too
+    other = claim_next(sweep_study)
+    assert other is not None
+    with TrialHeartbeat(sweep_study.storage, other.trial_id, other.trial.number, stop) as beat:
+        stop.set()
+        assert beat.halt.wait(1) and not beat.lost
 
 
 def test_the_study_lock_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:

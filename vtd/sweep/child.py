@@ -63,6 +63,8 @@ class TrainingRequest:
     memory_cap_mb: int | None = None
     torch_threads: int | None = None
     worker_pid: int | None = None  # the trial ends when this process is gone
+    # The worker's GPU pin, applied before CUDA starts (the fork server may be older than it).
+    cuda_visible_devices: str | None = None
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -178,6 +180,10 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_worker(request.worker_pid)
+    if request.cuda_visible_devices is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = request.cuda_visible_devices
     _log_to(request.log_path)
     if request.torch_threads:
         import torch

@@ -152,8 +152,12 @@ class TrialLauncher:
     ) -> ProcessOutcome:
         """Run one training to its end; `on_epoch` answers True to stop after that epoch."""
         started = time.perf_counter()
-        if request.worker_pid is None:  # the trial ends with this process (see vtd.sweep.child)
-            request = dataclasses.replace(request, worker_pid=os.getpid())
+        # The trial ends with this process and sees its GPUs (see vtd.sweep.child).
+        request = dataclasses.replace(
+            request,
+            worker_pid=request.worker_pid or os.getpid(),
+            cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=training_main, args=(request, child_end), name="vtd-trial"
