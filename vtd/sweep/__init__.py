@@ -4,7 +4,9 @@ The only package that imports optuna and mlflow. Modules, each with one job:
 `config` (the sweep file), `space` (search space), `identity` (trial hashes), `weights`
 (initial weights by name), `storage` (Optuna storage settings), `study` (creating, resuming,
 queueing), `child` (what runs inside a trial process), `runner` (the trial process seen from
-the worker), `tracking` (MLflow), `worker` (the loop a worker runs), `results` (reading a
-study back as tables). Submodules are imported where used, so that a trial process, which
-imports `vtd.sweep.child`, loads neither optuna nor mlflow.
+the worker), `tracking` (MLflow), `worker` (the loop a worker runs), `heartbeat` (heartbeats
+and recovering the trials of dead workers), `pool` (several workers on one machine, one per
+GPU, through joblib), `results` (reading a study back as tables). Submodules are imported
+where used, so that a trial process, which imports `vtd.sweep.child`, loads neither optuna
+nor mlflow.
 """
