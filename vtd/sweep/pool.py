@@ -20,13 +20,17 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.managers import SyncManager
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 _STOP_POLL_S = 0.5
+# A loky process runs one worker to its end; idle, it leaves soon (also when this process died).
+_IDLE_WORKER_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,18 @@ def worker_specs(workers: int | None, gpus: Sequence[str] | None) -> list[Worker
     return [WorkerSpec(index, None, threads) for index in range(count)]
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """In the manager's process: end it when the parent is gone (even killed with SIGKILL),
+    which in turn stops the workers."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _watch_parent_stop(shared_stop: Any, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
@@ -97,8 +113,10 @@ def _worker_task(
     from vtd.sweep.worker import run_worker
 
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    previous = {
+        number: signal.signal(number, lambda _signum, _frame: stop.set())
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
     configure_logging(verbose=False)
     threading.Thread(
         target=_watch_parent_stop, args=(shared_stop, stop), name="parent-stop", daemon=True
@@ -118,6 +136,8 @@ def _worker_task(
         return message
     finally:
         stop.set()
+        for number, handler in previous.items():  # the loky process outlives this task
+            signal.signal(number, handler)
     return None
 
 
@@ -132,17 +152,19 @@ def run_local_workers(
     stop: threading.Event,
 ) -> list[str]:
     """Run the workers of `specs` to the end; their events go to `events`. Returns the
-    errors of workers that stopped on one."""
-    from joblib import Parallel, delayed
+    errors of workers that stopped on one. If this process dies, the manager process follows
+    it and the workers, cut off from it, stop (their trials marked interrupted)."""
+    from joblib import Parallel, delayed, parallel_config
 
     context = multiprocessing.get_context("spawn")
     results: list[str | None] = []
-    with context.Manager() as manager:
+    manager = SyncManager(ctx=context)
+    manager.start(_exit_with_parent, (os.getpid(),))
+    with manager:
         channel = manager.Queue()
         shared_stop = manager.Event()
 
         def run_all() -> None:
-            parallel = Parallel(n_jobs=len(specs), backend="loky", batch_size=1, pre_dispatch="all")
             tasks = (
                 delayed(_worker_task)(
                     spec, sweep_path, storage, tracking_uri, parent_run_id, channel, shared_stop
@@ -150,7 +172,10 @@ def run_local_workers(
                 for spec in specs
             )
             try:
-                results.extend(parallel(tasks))
+                with parallel_config(backend="loky", idle_worker_timeout=_IDLE_WORKER_TIMEOUT_S):
+                    # joblib runs a single job in this process: ask for two processes at least.
+                    parallel = Parallel(n_jobs=max(2, len(specs)), batch_size=1, pre_dispatch="all")
+                    results.extend(parallel(tasks))
             except Exception as error:  # noqa: BLE001 - a worker process died: say so
                 results.append(f"worker processes: {type(error).__name__}: {error}")
 
