@@ -40,7 +40,13 @@ from vtd.sweep.config import Sweep, load_sweep
 from vtd.sweep.heartbeat import TrialHeartbeat, recover_lost_trials
 from vtd.sweep.pool import worker_specs
 from vtd.sweep.session import prepare
-from vtd.sweep.storage import StorageBusyError, StorageSettings, open_storage, storage_lock
+from vtd.sweep.storage import (
+    StorageBusyError,
+    StorageSettings,
+    open_storage,
+    retry_when_locked,
+    storage_lock,
+)
 from vtd.sweep.study import StudyError, claim_next, enqueue, open_sweep_study, plan_queue
 
 SMALL = """\
@@ -221,6 +227,30 @@ def test_a_sqlite_storage_that_stays_locked_says_to_use_postgresql(tmp_path: Pat
     try:
         with pytest.raises(StorageBusyError, match=r"stayed locked for 0.5 s.*use PostgreSQL"):
             optuna.create_study(storage=storage, study_name="busy")
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+def test_a_locked_mlflow_store_is_waited_for_then_explained(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    sqlite3.connect(path).execute("CREATE TABLE runs (id INTEGER)").connection.commit()
+    attempts: list[float] = []
+
+    def write() -> None:  # a writer that does not wait: each lock is an error at once
+        attempts.append(time.monotonic())
+        with sqlite3.connect(path, timeout=0) as connection:
+            connection.execute("INSERT INTO runs VALUES (1)")
+
+    blocker = sqlite3.connect(path, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    threading.Timer(1.0, blocker.rollback).start()  # the other writer finishes after 1 s
+    retry_when_locked(write, store="sqlite:///store.db", first_wait_s=0.2)
+    assert len(attempts) >= 2 and attempts[-1] - attempts[0] >= 1.0
+    blocker.execute("BEGIN EXCLUSIVE")  # and now it never does
+    try:
+        with pytest.raises(StorageBusyError, match=r"MLflow server backed by PostgreSQL"):
+            retry_when_locked(write, store="sqlite:///store.db", attempts=3, first_wait_s=0.05)
     finally:
         blocker.rollback()
         blocker.close()
