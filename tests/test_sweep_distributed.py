@@ -158,26 +158,23 @@ def test_retries_stop_after_max_retry(tmp_path: Path) -> None:
 def test_status_and_run_recover_lost_trials(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sweep = _queued_study(tmp_path / "a")
-    sweep_study = open_sweep_study(sweep, create=False)
-    dead = claim_next(sweep_study)
-    assert dead is not None
+    shown, prepared = _queued_study(tmp_path / "a"), _queued_study(tmp_path / "b")
+    shown_study = open_sweep_study(shown, create=False)
+    prepared_study = open_sweep_study(prepared, create=False)
+    dead_shown, dead_prepared = claim_next(shown_study), claim_next(prepared_study)
+    assert dead_shown is not None and dead_prepared is not None
     time.sleep(3.2)
-    assert main(["status", str(sweep.path)]) == 0
+    assert main(["status", str(shown.path)]) == 0
     table = capsys.readouterr().out
     assert "1 FAIL" in table and "lost (no heartbeat" in table, table
-    assert sweep_study.study.get_trials()[dead.trial.number].state == TrialState.FAIL
+    assert shown_study.study.get_trials()[dead_shown.trial.number].state == TrialState.FAIL
 
-    other = _queued_study(tmp_path / "b")
-    other_study = open_sweep_study(other, create=False)
-    dead = claim_next(other_study)
-    assert dead is not None
-    time.sleep(3.2)
     notices: list[str] = []
-    study_plan = prepare(other, events=lambda event: notices.append(event.message))
-    assert notices == [f"trial(s) {dead.trial.number}: their worker died; failed and queued again"]
+    study_plan = prepare(prepared, events=lambda event: notices.append(event.message))
+    number = dead_prepared.trial.number
+    assert notices == [f"trial(s) {number}: their worker died; failed and queued again"]
     assert study_plan.queued == [] and study_plan.waiting == 4  # 3 queued before, 1 retry
-    assert other_study.study.get_trials()[dead.trial.number].state == TrialState.FAIL
+    assert prepared_study.study.get_trials()[number].state == TrialState.FAIL
 
 
 def test_a_worker_whose_trial_was_taken_over_stops_it(tmp_path: Path) -> None:
