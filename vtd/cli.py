@@ -499,16 +499,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vtd.sweep.console import configure_logging
 
     configure_logging(args.verbose)
+    from mlflow.exceptions import MlflowException
+
     from vtd.sweep.config import SweepFileError
     from vtd.sweep.session import PreparationError
-    from vtd.sweep.storage import StorageBusyError
+    from vtd.sweep.storage import StorageError
     from vtd.sweep.study import StudyError
 
     try:
         return int(args.handler(args))
-    except (SweepFileError, StudyError, PreparationError, StorageBusyError, _UsageError) as error:
+    except (SweepFileError, StudyError, PreparationError, StorageError, _UsageError) as error:
         print(f"vtd-sweep: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except MlflowException as error:  # an unreachable tracking server, mostly
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"vtd-sweep: MLflow: {first}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vtd-sweep: aborted (the running trial is marked interrupted)", file=sys.stderr)
         return 130

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
+import sqlalchemy.exc
 from optuna.trial import FrozenTrial
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool
@@ -54,8 +55,31 @@ ATTEMPT_ATTRS = ("mlflow_run_id", "trial_dir", "worker", "reason", "worker_lost"
 SEVERAL_MACHINES = "README, 'Running on several machines'"
 
 
-class StorageBusyError(RuntimeError):
+class StorageError(RuntimeError):
+    """A store that cannot be used: unreachable, no driver, a bad URL. One line."""
+
+
+class StorageBusyError(StorageError):
     """A store that stayed locked: too many workers for SQLite. The message says what to use."""
+
+
+@contextlib.contextmanager
+def _explained(url: str) -> Iterator[None]:
+    """Errors of reaching a database as one line naming it (password hidden)."""
+    where = f"the Optuna storage {hide_password(url)}"
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        raise StorageError(
+            f"{where} needs the Python driver {error.name!r}; for PostgreSQL: "
+            "pip install -e '.[postgres]'"
+        ) from None
+    except sqlalchemy.exc.ArgumentError as error:
+        raise StorageError(f"{where} is not a database URL SQLAlchemy knows: {error}") from None
+    except sqlalchemy.exc.OperationalError as error:
+        detail = str(error.orig if error.orig is not None else error).strip()
+        first = detail.splitlines()[0] if detail else type(error).__name__
+        raise StorageError(f"cannot reach {where}: {first}") from None
 
 
 @dataclass(frozen=True)
@@ -114,10 +138,13 @@ def _lock_key(name: str) -> int:
 @contextlib.contextmanager
 def _server_lock(url: str, name: str) -> Iterator[None]:
     # A session-level advisory lock on a connection of its own, released when it closes.
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    with _explained(url):
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool)
     dialect = engine.dialect.name
     try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with _explained(url):
+            connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with connection:
             if dialect == "postgresql":
                 connection.execute(
                     sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key(name)}
@@ -221,7 +248,7 @@ def open_storage(settings: StorageSettings) -> optuna.storages.RDBStorage:
             "grace_period": settings.grace_period_s,
             "heartbeat_stale_trial_callback": RequeueStaleTrial(settings.max_retry),
         }
-    with schema_lock(settings.url), warnings.catch_warnings():
+    with schema_lock(settings.url), _explained(settings.url), warnings.catch_warnings():
         # Heartbeats are "experimental" since Optuna 2.9; the warning says nothing to a user.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(settings.url, engine_kwargs=engine_kwargs, **heartbeat)
