@@ -253,6 +253,20 @@ def test_a_locked_mlflow_store_is_waited_for_then_explained(tmp_path: Path) -> N
         blocker.close()
 
 
+def test_an_unreachable_storage_is_one_line_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SMALL)
+    url = "postgresql+psycopg2://vtd:secret@127.0.0.1:1/optuna"  # nothing listens on port 1
+    assert main(["worker", str(path), "--storage", url]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        "vtd-sweep: cannot reach the Optuna storage postgresql+psycopg2://vtd:***@127.0.0.1:1/"
+    )
+    assert "secret" not in line and "Connection refused" in line
+
+
 def test_workers_per_gpu_and_threads_per_cpu_worker() -> None:
     pinned = worker_specs(None, ["0", "1"])
     assert [(spec.gpu, spec.torch_threads) for spec in pinned] == [("0", None), ("1", None)]
