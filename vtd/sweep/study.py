@@ -14,7 +14,10 @@ Queue (`plan_queue`, run by `vtd-sweep run` before any worker starts):
 
 Claiming (`claim_next`, by workers): a queued trial is taken by setting it RUNNING, which
 succeeds for exactly one worker (see `vtd.sweep.storage` for SQLite); a grid worker that
-finds the queue empty stops instead of asking Optuna for a new trial.
+finds the queue empty stops instead of asking Optuna for a new trial. A worker records the
+trial's first heartbeat before it claims it and names itself on it (user attribute `worker`,
+host:pid), so that a worker dying at any moment leaves a trial that goes stale
+(`vtd.sweep.heartbeat`).
 """
 
 from __future__ import annotations
