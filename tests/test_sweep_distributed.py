@@ -440,8 +440,10 @@ def _check_outcome(sweep: Sweep, killed_pid: int, killed_trial: int) -> None:
     assert retry.user_attrs["mlflow_run_id"] == retry_run.info.run_id
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the session; each test makes its own
+    databases in it."""
     with postgres_server() as server:
         yield server
 
