@@ -194,6 +194,8 @@ def test_out_of_memory_dominates_bigger_cells(tmp_path: Path) -> None:
     assert dominated == [(4, 3, 0.5), (4, 4, 0.5), (8, 3, 0.5), (8, 4, 0.5)]
 
 
+# the test asks Optuna directly, as a second worker would; our workers beat themselves
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_the_first_of_two_copies_runs(tmp_path: Path) -> None:
     path = write(tmp_path, GRID.replace("repeats: 2", "repeats: 1"))
     queue_all(path)
