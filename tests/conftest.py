@@ -1,7 +1,5 @@
 """Shared fixtures: a tiny demo data set, generated once per test session."""
 
-from pathlib import Path
-
 import pytest
 
 from vtd.data import DataConfig
@@ -28,8 +26,3 @@ def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoDatasets:
 def tiny_demo_data(tiny_demo: DemoDatasets) -> DataConfig:
     """The ObjectAttention-layout demo: train sessions, one held out for validation, test."""
     return DataConfig(sources=[str(tiny_demo.objectattention.root)], validation={"groups": 1})
-
-
-@pytest.fixture
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent

@@ -200,3 +200,9 @@ def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path):
     record = finetune(config(tiny_demo_data, tmp_path, device="cpu", precision="bf16")).records[0]
     assert torch.isfinite(torch.tensor(record.train_loss))
     assert 0 <= record.validation.auc <= 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="device auto picks CUDA here")
+def test_fp16_is_refused_when_auto_picks_the_cpu(tiny_demo_data, tmp_path):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        FineTuning(config(tiny_demo_data, tmp_path, device="auto", precision="fp16"))

@@ -45,11 +45,6 @@ class EncodedChunk:
 
         return EncodedChunk(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
-    @property
-    def nbytes(self) -> int:
-        tensors = [*self.encoded, self.heatmaps, self.inout, self.gaze]
-        return sum(t.numel() * t.element_size() for t in tensors)
-
 
 def bytes_per_frame(encoder_channels: int, feature_size: int, heatmap_size: int) -> int:
     """What one cached frame costs (float32 encodings and target heatmap), for sizing."""
@@ -70,9 +65,6 @@ class FeatureCache:
             parent.mkdir(parents=True, exist_ok=True)
             self._folder = Path(tempfile.mkdtemp(prefix="eval-cache-", dir=parent))
         self.complete = False
-
-    def __len__(self) -> int:
-        return len(self._chunks) if self.where == "memory" else len(self._files)
 
     def add(self, chunk: EncodedChunk) -> None:
         cpu_chunk = chunk.to("cpu")

@@ -47,9 +47,9 @@ def sidecar(checkpoint: Path) -> dict[str, object]:
         raise ValueError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
 
 
-def model_config_for(checkpoint: Path, default: ModelConfig) -> ModelConfig:
-    """The model config the checkpoint was trained with (from its sidecar), else `default`."""
-    config = sidecar(checkpoint).get("config")
+def model_config_for(written: dict[str, object], default: ModelConfig) -> ModelConfig:
+    """The model config a checkpoint was trained with (from its sidecar), else `default`."""
+    config = written.get("config")
     if isinstance(config, dict) and isinstance(config.get("model"), dict):
         return ModelConfig(**config["model"])
     return default
@@ -71,10 +71,11 @@ def evaluate_checkpoints(
     )
     rows = []
     for path in checkpoint_files(weights):
-        network = VTD(model_config_for(path, model or ModelConfig()))
+        written = sidecar(path)
+        network = VTD(model_config_for(written, model or ModelConfig()))
         load_checkpoint(network, path)
         result = evaluate(network.to(device), data, device=torch.device(device))
-        epoch = sidecar(path).get("epoch")
+        epoch = written.get("epoch")
         rows.append({"checkpoint": path.name, "epoch": epoch, **asdict(result.metrics)})
         logger.info("%s: AUC %.4f dist %.4f", path.name, result.metrics.auc, result.metrics.dist)
     return pd.DataFrame(rows)

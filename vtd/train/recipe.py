@@ -158,8 +158,9 @@ class FineTuning:
     def _setup_device(self) -> torch.device:
         requested = self.config.device
         if requested == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(requested)
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available")
         if self.config.precision == "fp16" and device.type != "cuda":
@@ -234,6 +235,7 @@ class FineTuning:
                 validation=metrics.get("validation"),
                 test=metrics.get("test"),
                 seconds=time.perf_counter() - started,
+                # the process's peak so far: a trial is one process, so it is the trial's
                 peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 peak_device_mb=(
                     torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -311,7 +313,8 @@ class FineTuning:
         for m, part in enumerate(parts):
             if part is None:
                 continue
-            rows = part.rows.to(self.device)
+            # one micro-batch is the whole chunk: a view, not a copy of every frame tensor
+            rows = part.rows.to(self.device) if len(parts) > 1 else slice(None)
             state = states[m]
             if state is not None:
                 state = state.cut(min(int(part.batch_sizes[0]), last_alive[m]))
