@@ -45,6 +45,7 @@ from vtd.data._demo_scene import (
     sample_clip,
     sample_scene,
 )
+from vtd.data._oa import COLUMNS as OA_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ GENERATOR_VERSION = 1
 MANIFEST_NAME = "demo.json"
 OBJECTATTENTION = "objectattention"
 VIDEOATTENTIONTARGET = "videoattentiontarget"
-OA_HEADER = "frame,x_min,y_min,x_max,y_max,gaze_x,gaze_y"
+OA_HEADER = ",".join(OA_COLUMNS)
 OA_PERSON = "person"
 VAT_PERSON = "s00"
 OA_WALL = (200, 202, 212)

@@ -94,7 +94,7 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             return image.size
     except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
+        raise DataError(f"cannot read image: {error}", path) from None
 
 
 @dataclass(frozen=True)

@@ -206,8 +206,8 @@ def _read_clip(
         if size is None:
             try:
                 size = image_size(image)
-            except DataError as error:
-                problems.frame("unreadable images", DataError(error.reason, path, row.line))
+            except DataError as error:  # it names the image; the location is the line
+                problems.frame("unreadable images", DataError(str(error), path, row.line))
                 continue
         try:
             gaze.append(_check_values(row, size))

@@ -45,16 +45,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vtd.data._oa import COLUMNS
 from vtd.data._openpose import MissingHeadError, head_box
 from vtd.data._voc import VocAnnotation, read_voc
 from vtd.data.errors import DataError
+from vtd.data.images import image_extensions, image_size
 
 logger = logging.getLogger(__name__)
 
-HEADER = "frame,x_min,y_min,x_max,y_max,gaze_x,gaze_y"
+# What the ObjectAttention reader (`_oa`) expects, so that `build_index` reads the output.
+HEADER = ",".join(COLUMNS)
 TARGETS_COLUMNS = ("session", "setting", "target")
 OUT_OF_FRAME = (-1.0, -1.0)
 FRAME_DIGITS = 6
@@ -139,13 +141,6 @@ def _natural_key(path: Path) -> tuple[list[int | str], str]:
     return [int(part) if part.isdigit() else part.lower() for part in parts], path.name
 
 
-def _image_suffixes() -> frozenset[str]:
-    """Every file extension PIL can open."""
-    return frozenset(
-        suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN
-    )
-
-
 def _subfolders(path: Path) -> list[Path]:
     return sorted(child for child in path.iterdir() if child.is_dir() and child.name[0] != ".")
 
@@ -224,7 +219,8 @@ def _targets_by_folder(
     return targets
 
 
-def _frames(folder: Path, suffixes: frozenset[str]) -> list[Path]:
+def _frames(folder: Path) -> list[Path]:
+    suffixes = image_extensions()
     frames = sorted(
         (path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in suffixes),
         key=_natural_key,
@@ -250,14 +246,6 @@ def _xml(folder: Path) -> Path:
             f"expected one labelImg XML file in this folder, found {len(found)} ({names})", folder
         )
     return found[0]
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, ValueError, SyntaxError, EOFError) as error:  # what PIL raises on bad files
-        raise DataError(f"cannot read image: {error}", path) from None
 
 
 def _check_inside(box: Box, size: tuple[int, int], what: str, annotation: VocAnnotation) -> None:
@@ -288,10 +276,9 @@ def _plan_folder(
     folder: _Folder,
     target: str | None,
     options: PrepareOptions,
-    suffixes: frozenset[str],
     skipped: list[SkippedFrame],
 ) -> list[_Row]:
-    frames = _frames(folder.path, suffixes)[:: options.every]
+    frames = _frames(folder.path)[:: options.every]
     needs_xml = options.head_source == "voc" or target is not None
     annotation = read_voc(_xml(folder.path)) if needs_xml else None
     gaze = OUT_OF_FRAME
@@ -302,7 +289,7 @@ def _plan_folder(
     rows = []
     checked_size: tuple[int, int] | None = None
     for frame in frames:
-        size = _image_size(frame)
+        size = image_size(frame)
         if annotation is not None and size != checked_size:
             if annotation.size is not None and annotation.size != size:
                 raise DataError(
@@ -372,13 +359,10 @@ def prepare(source: Path, output: Path, options: PrepareOptions) -> PrepareRepor
         raise DataError("the output folder must not lie inside the source folder", output)
     folders = _discover(source)
     targets = _targets_by_folder(folders, options)
-    suffixes = _image_suffixes()
     skipped: list[SkippedFrame] = []
     plans = []
     for folder in folders:
-        rows = _plan_folder(
-            folder, targets[(folder.session, folder.setting)], options, suffixes, skipped
-        )
+        rows = _plan_folder(folder, targets[(folder.session, folder.setting)], options, skipped)
         names = [f"{index:0{FRAME_DIGITS}d}" for index in range(1, len(rows) + 1)]
         images = output / "images" / folder.session / folder.setting
         destinations = [
