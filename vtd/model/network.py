@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from vtd.model.blocks import make_stage
 from vtd.model.config import EXPANSION, ModelConfig
-from vtd.model.convlstm import ConvLSTM, LSTMState, check_batch_sizes
+from vtd.model.convlstm import ConvLSTM, LSTMState
 
 # Modules the published temporal fine-tuning updates, and the one it updates at 5x lr.
 _TRAINED_AT_LR = ("convlstm_scene", "deconv1", "deconv2", "deconv3", "conv4")
@@ -164,8 +164,8 @@ class VTD(nn.Module):
         sequence of its own.
         """
         n = encoded.scene.shape[0]
-        sizes = check_batch_sizes(batch_sizes if batch_sizes is not None else [n], n)
-        x, state = self.convlstm_scene(encoded.scene, sizes, state)
+        sizes = batch_sizes if batch_sizes is not None else [n]
+        x, state = self.convlstm_scene(encoded.scene, sizes, state)  # checks `sizes`
         # The authors' single-frame quirk also skips the decoder's BatchNorm (see blocks.py).
         skip_bn = self.config.single_frame_bn_quirk and n == 1
         for deconv, bn in (
