@@ -13,6 +13,7 @@ from _data_factory import FrameSpec, frame_specs, write_clip, write_image
 from PIL import Image
 
 from vtd.data import AugmentationConfig, SourceSpec, build_index, chunk_loader
+from vtd.data.images import open_rgb
 from vtd.data.loader import plan_chunks
 from vtd.data.targets import gaze_heatmap, head_channel
 from vtd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -310,3 +311,9 @@ def test_jpeg_frames_decode_at_reduced_scale_when_resolution_allows(tmp_path):
     reference = normalised(full.resize((224, 224), Image.Resampling.BILINEAR))
     assert (chunk.images[0] - reference).abs().mean() < 0.05
     assert Path(clips[0].frames[0]).suffix == ".jpg"
+    # The 500 px head needs 224/500 of the frame's resolution: the loader decoded at 1/2.
+    half = open_rgb(clips[0].frames[0], (1280 * 224 / 500, 720 * 224 / 500))
+    assert half.scale == 0.5 and half.image.size == (640, 360)
+    expected = normalised(half.image.resize((224, 224), Image.Resampling.BILINEAR))
+    torch.testing.assert_close(chunk.images[0], expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(chunk.images[0], reference, atol=1e-3, rtol=0)
