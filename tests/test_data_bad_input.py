@@ -161,7 +161,7 @@ def test_unreadable_image(vat_clip):
     (vat_clip.parents[4] / "images" / "S" / "c" / "00000001.jpg").write_bytes(b"not a jpeg")
     error = index_error(vat_clip.parents[4])
     assert_names(error, vat_clip, 1)
-    assert "cannot read image" in error.reason
+    assert "cannot read image" in error.reason and "00000001.jpg" in error.reason
 
 
 def test_bad_folders_name_the_folder(tmp_path):
