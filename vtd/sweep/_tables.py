@@ -14,14 +14,17 @@ WAITING; a trial that ran before a copy that did not; then the latest. Its outco
 
 Numbers: a trial's `selected epoch` is the epoch the objective picked (`best_epoch`: its best
 or last epoch on the objective's split); `sel_<split>_<metric>` are its metrics at that
-epoch, `final_<split>_<metric>` at its last epoch, `reduced_<split>_<metric>` its best (or
-last, as `report.reduce` says) value of each metric on its own.
+epoch, `final_<split>_<metric>` at its last epoch (both read from MLflow's per-epoch
+metrics). Each metric's best and last value on its own are the `best_<split>_<metric>` and
+`last_<split>_<metric>` columns of `trials_frame` (the worker's summary); `StudyTables.reduce`
+says which of the two the heatmaps read (`report.reduce`, else the objective's).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -34,11 +37,11 @@ from vtd.sweep.config import Sweep
 from vtd.sweep.results import epochs_frame, trials_frame
 from vtd.sweep.space import apply_params, get_path
 from vtd.sweep.weights import WEIGHTS_FRESH
-from vtd.train.config import HIGHER_IS_BETTER
 
 Outcome = Literal["complete", "stopped", "out_of_memory", "failed", "interrupted", "unfinished"]
 SPLITS = {"val": "validation", "test": "test"}
 METRICS = ("auc", "dist")
+DIGITS = 3
 WITH_CURVES = ("complete", "stopped")
 _STATE_RANK = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
 _ALLOCATE = re.compile(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]i?B)")
@@ -55,6 +58,7 @@ class StudyTables:
     epochs: pd.DataFrame
     settings: tuple[str, ...]
     all_trials: int
+    reduce: Literal["best", "last"]
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -99,8 +103,7 @@ def base_setting(sweep: Sweep, name: str) -> Any:
     """The value of a setting that the search space does not vary."""
     if name == "initial_weights":
         return WEIGHTS_FRESH if sweep.base_weights is None else sweep.base_weights
-    value = get_path(sweep.base.model_dump(mode="json"), name)
-    return value
+    return get_path(sweep.base.model_dump(mode="json"), name)
 
 
 def training_data_label(data: DataConfig) -> str:
@@ -120,6 +123,50 @@ def training_data_label(data: DataConfig) -> str:
 
 def _finite(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Values of one metric over a configuration's complete repeats."""
+
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, column: str) -> Spread:
+        """The column's values in `frame` (none when it has no such column)."""
+        if column not in frame:
+            return cls(())
+        return cls(tuple(float(v) for v in frame[column].dropna()))
+
+    @property
+    def count(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (n - 1); None below two values."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def range(self) -> float | None:
+        return max(self.values) - min(self.values) if self.values else None
+
+    def text(self) -> str:
+        if self.mean is None:
+            return "—"
+        if self.std is None:
+            return f"{self.mean:.{DIGITS}f}"
+        return f"{self.mean:.{DIGITS}f} ± {self.std:.{DIGITS}f}"
+
+
+def ran_first(trials: pd.DataFrame) -> pd.Series:
+    """The trial whose reason to show: one that ran says more than one pruned because
+    another ran out of memory; then the earliest."""
+    return trials.sort_values(["ran", "number"], ascending=[False, True]).iloc[0]
 
 
 def _pick(group: pd.DataFrame) -> pd.Series:
@@ -175,19 +222,10 @@ def failure_figure(row: Mapping[str, Any], width: int = 60) -> str:
     return reason if len(reason) <= width else reason[: width - 1] + "…"
 
 
-def _reduce(values: pd.Series, metric: str, how: str) -> float | None:
-    values = values.dropna()
-    if values.empty:
-        return None
-    if how == "last":
-        return float(values.iloc[-1])
-    return float(values.max() if HIGHER_IS_BETTER[metric] else values.min())
-
-
-def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
+def load_tables(sweep: Sweep) -> StudyTables:
     """The study's tables (empty frames when nothing has run yet)."""
     report = sweep.file.report
-    how = reduce or report.reduce or sweep.file.objective.reduce
+    how = report.reduce or sweep.file.objective.reduce
     raw = trials_frame(sweep)
     epochs = epochs_frame(sweep)
     searched = tuple(sweep.space.names)
@@ -196,7 +234,7 @@ def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
     settings = tuple(dict.fromkeys((*searched, *shown)))
     if raw.empty:
         empty = pd.DataFrame(columns=["number", "state", "outcome", *settings])
-        return StudyTables(sweep, empty, epochs, settings, 0)
+        return StudyTables(sweep, empty, epochs, settings, 0, how)
     for name in settings:
         if name not in searched:
             raw[name] = [base_setting(sweep, name)] * len(raw)
@@ -212,7 +250,6 @@ def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
     trials = trials.sort_values([*order, "repeat", "number"], ignore_index=True)
     trials = trials.drop(columns=order)
     trials["outcome"] = [outcome_of(row) for row in trials.to_dict("records")]
-    trials["configuration"] = trials["cell"]
     trials["data"] = [_data_label(sweep, row, searched) for row in trials.to_dict("records")]
 
     metric_columns = [
@@ -223,7 +260,7 @@ def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
     ]
     curves = epochs[epochs["number"].isin(trials["number"])] if not epochs.empty else epochs
     rows: dict[str, list[Any]] = {
-        f"{kind}_{column}": [] for kind in ("sel", "final", "reduced") for column in metric_columns
+        f"{kind}_{column}": [] for kind in ("sel", "final") for column in metric_columns
     }
     rows["final_epoch"] = []
     by_number = {number: group for number, group in curves.groupby("number")} if len(curves) else {}
@@ -235,21 +272,17 @@ def load_tables(sweep: Sweep, reduce: str | None = None) -> StudyTables:
         selected = mine[mine["epoch"] == int(best)] if has_curves and _finite(best) else None
         rows["final_epoch"].append(int(mine["epoch"].iloc[-1]) if has_curves else None)
         for column in metric_columns:
-            metric = column.split("_", 1)[1]
             at_best = None
             if selected is not None and len(selected):
                 at_best = selected[column].iloc[0]
             rows[f"sel_{column}"].append(at_best if _finite(at_best) else None)
             last = mine[column].iloc[-1] if has_curves else None
             rows[f"final_{column}"].append(last if _finite(last) else None)
-            rows[f"reduced_{column}"].append(
-                _reduce(mine[column], metric, how) if has_curves else None
-            )
     for column, values in rows.items():
         trials[column] = pd.Series(values, index=trials.index, dtype="float64")
     with_curves = trials.loc[trials["outcome"].isin(WITH_CURVES), "number"]
     kept_epochs = epochs[epochs["number"].isin(with_curves)] if not epochs.empty else epochs
-    return StudyTables(sweep, trials, kept_epochs.reset_index(drop=True), settings, len(raw))
+    return StudyTables(sweep, trials, kept_epochs.reset_index(drop=True), settings, len(raw), how)
 
 
 def _data_label(sweep: Sweep, trial: Mapping[str, Any], searched: tuple[str, ...]) -> str:

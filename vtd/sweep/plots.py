@@ -39,9 +39,11 @@ from matplotlib.ticker import MaxNLocator
 
 from vtd.sweep._tables import (
     WITH_CURVES,
+    Spread,
     StudyTables,
     failure_figure,
     out_of_memory_figure,
+    ran_first,
 )
 
 logger = logging.getLogger(__name__)
@@ -164,9 +166,7 @@ def _numbers(frame: pd.DataFrame, outcomes: Sequence[str]) -> tuple[int, ...]:
 
 
 def _first_reason(frame: pd.DataFrame, outcomes: Sequence[str]) -> pd.Series:
-    chosen = frame[frame["outcome"].isin(outcomes)]
-    # A trial that ran says more than one pruned because another ran out of memory.
-    return chosen.sort_values(["ran", "number"], ascending=[False, True]).iloc[0]
+    return ran_first(frame[frame["outcome"].isin(outcomes)])
 
 
 def _line_note(layout: GridLayout, key: tuple[Any, ...], mine: pd.DataFrame) -> str | None:
@@ -425,19 +425,18 @@ class HeatmapCell:
 def heatmap_values(
     tables: StudyTables, layout: GridLayout, key: tuple[Any, ...], split: str, metric: str
 ) -> dict[tuple[Any, Any], HeatmapCell]:
-    """Per cell, for one line: the mean of the trials' reduced metric (complete trials)."""
-    column = f"reduced_{split}_{metric}"
+    """Per cell, for one line: the mean of the trials' best (or last, `tables.reduce`)
+    metric over the complete trials."""
+    column = f"{tables.reduce}_{split}_{metric}"
     values = {}
     for row in layout.row_values:
         for col in layout.column_values:
             trials = _cell_trials(tables, layout, row, col)
             trials = trials[[layout.line_key(t) == key for _, t in trials.iterrows()]]
-            done = trials[trials["outcome"] == "complete"]
-            numbers = done[column].dropna() if column in done else pd.Series(dtype=float)
-            if len(numbers):
-                std = float(numbers.std(ddof=1)) if len(numbers) > 1 else None
+            spread = Spread.of(trials[trials["outcome"] == "complete"], column)
+            if spread.count:
                 values[(row, col)] = HeatmapCell(
-                    "curves", float(numbers.mean()), std, len(numbers), total=len(trials)
+                    "curves", spread.mean, spread.std, spread.count, total=len(trials)
                 )
             elif (trials["outcome"] == "out_of_memory").any():
                 values[(row, col)] = HeatmapCell("out_of_memory", None, None, 0)
@@ -456,7 +455,7 @@ def _text_colour(colormap: Colormap, fraction: float) -> str:
 
 def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val") -> Figure:
     """Best (or last) AUC and distance per cell: a row per metric, a panel per line."""
-    how = tables.sweep.file.report.reduce or tables.sweep.file.objective.reduce
+    how = tables.reduce
     nrows, ncols = len(layout.row_values), len(layout.column_values)
     panels = max(len(layout.line_keys), 1)
     width = max(panels * (1.1 * ncols + 1.6) + 1.2, 6.5)
@@ -585,9 +584,10 @@ def _optuna_drawers(study: Any, target_name: str) -> dict[str, Callable[[], Any]
 
 
 def optuna_views(
-    tables: StudyTables, study: Any, folder: Path, which: Iterable[str] | None = None
+    tables: StudyTables, study: Any, folder: Path, which: Iterable[str]
 ) -> dict[str, Path]:
-    """Draw Optuna's views (`which`, default `optuna_views_for`) as PNGs under `folder`."""
+    """Draw Optuna's views `which` (those of `OPTUNA_VIEWS` that `optuna_views_for` picks)
+    as PNGs under `folder`."""
     import optuna
     from matplotlib import pyplot
 
@@ -595,7 +595,7 @@ def optuna_views(
     target = f"{objective.reduce} {objective.split} {METRIC_NAMES[objective.metric]}"
     drawers = _optuna_drawers(study, target)
     written = {}
-    for view in which if which is not None else optuna_views_for(tables):
+    for view in which:
         with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:

@@ -32,7 +32,15 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
-from vtd.sweep._tables import StudyTables, failure_figure, load_tables, out_of_memory_figure
+from vtd.sweep._tables import (
+    DIGITS,
+    Spread,
+    StudyTables,
+    failure_figure,
+    load_tables,
+    out_of_memory_figure,
+    ran_first,
+)
 from vtd.sweep.config import Sweep
 from vtd.sweep.plots import (
     METRIC_NAMES,
@@ -42,6 +50,7 @@ from vtd.sweep.plots import (
     grid_figure,
     heatmap_figure,
     optuna_views,
+    optuna_views_for,
     save,
     setting_name,
     value_text,
@@ -56,7 +65,6 @@ REPORT_NAME = "report.md"
 PLOTS_DIR = "plots"
 ARTIFACT_DIR = "report"
 MAX_PAIR_LINES = 40
-DIGITS = 3
 RULE = (
     "two configurations are *not distinguishable at these repeats* when the difference of "
     "their means is no larger than the spread across repeats: |mean A − mean B| ≤ "
@@ -80,47 +88,6 @@ class ReportFiles:
 
 
 # --- numbers ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Spread:
-    """Values of one metric over a configuration's complete repeats."""
-
-    values: tuple[float, ...]
-
-    @property
-    def count(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float | None:
-        return sum(self.values) / len(self.values) if self.values else None
-
-    @property
-    def std(self) -> float | None:
-        """Sample standard deviation (n - 1); None below two values."""
-        if len(self.values) < 2:
-            return None
-        mean = self.mean
-        assert mean is not None
-        return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (len(self.values) - 1))
-
-    @property
-    def range(self) -> float | None:
-        return max(self.values) - min(self.values) if self.values else None
-
-    def text(self) -> str:
-        if self.mean is None:
-            return "—"
-        if self.std is None:
-            return f"{self.mean:.{DIGITS}f}"
-        return f"{self.mean:.{DIGITS}f} ± {self.std:.{DIGITS}f}"
-
-
-def _spread(frame: pd.DataFrame, column: str) -> Spread:
-    if column not in frame:
-        return Spread(())
-    return Spread(tuple(float(v) for v in frame[column].dropna()))
-
-
 def _state_text(trials: pd.DataFrame) -> str:
     counts = trials["outcome"].value_counts()
     if len(counts) == 1:
@@ -129,7 +96,7 @@ def _state_text(trials: pd.DataFrame) -> str:
         if outcome == "complete":
             return "COMPLETE"
         if outcome == "out_of_memory":
-            return f"PRUNED: out of memory ({out_of_memory_figure(_ran_first(trials))})"
+            return f"PRUNED: out of memory ({out_of_memory_figure(ran_first(trials))})"
         if outcome == "stopped":
             return "PRUNED: stopped by the pruner"
         if outcome == "interrupted":
@@ -141,7 +108,7 @@ def _state_text(trials: pd.DataFrame) -> str:
     for outcome, count in counts.items():
         mine = trials[trials["outcome"] == outcome]
         if outcome == "out_of_memory":
-            parts.append(f"{count} out of memory ({out_of_memory_figure(_ran_first(mine))})")
+            parts.append(f"{count} out of memory ({out_of_memory_figure(ran_first(mine))})")
         elif outcome in ("failed", "interrupted"):
             parts.append(f"{count} {outcome} ({failure_figure(mine.iloc[0], 40)})")
         elif outcome == "stopped":
@@ -149,10 +116,6 @@ def _state_text(trials: pd.DataFrame) -> str:
         else:
             parts.append(f"{count} {outcome}")
     return ", ".join(parts)
-
-
-def _ran_first(trials: pd.DataFrame) -> pd.Series:
-    return trials.sort_values(["ran", "number"], ascending=[False, True]).iloc[0]
 
 
 def _display(value: Any) -> str:
@@ -177,7 +140,7 @@ def configurations(tables: StudyTables) -> pd.DataFrame:
         done = group[group["outcome"] == "complete"]
         record: dict[str, Any] = {
             "id": f"C{index}",
-            "configuration": first["configuration"],
+            "configuration": first["cell"],
             **{name: first[name] for name in tables.settings},
             "data": first["data"],
             "repeats": len(group),
@@ -187,7 +150,7 @@ def configurations(tables: StudyTables) -> pd.DataFrame:
         }
         for prefix in tables.splits:
             for metric in ("auc", "dist"):
-                spread = _spread(done, f"sel_{prefix}_{metric}")
+                spread = Spread.of(done, f"sel_{prefix}_{metric}")
                 key = f"{prefix}_{metric}"
                 record[f"{key}_values"] = " ".join(f"{v!r}" for v in spread.values)
                 record[f"{key}_mean"] = spread.mean
@@ -206,18 +169,15 @@ def weights_by_data(tables: StudyTables) -> tuple[pd.DataFrame, str]:
     or validation when the study has no test split).
     """
     prefix = "test" if "test" in tables.splits else "val"
-    rest = [
-        name
-        for name in tables.settings
-        if name != "initial_weights"
-        and not name.startswith("data.")
-        and len(tables.trials)
-        and tables.trials[name].nunique() > 1
-    ]
-    records = []
     trials = tables.trials
     if trials.empty:
         return pd.DataFrame(), prefix
+    rest = [
+        name
+        for name in tables.settings
+        if name != "initial_weights" and not name.startswith("data.") and trials[name].nunique() > 1
+    ]
+    records = []
     weights = {value: index for index, value in enumerate(tables.values_of("initial_weights"))}
     # Rows grouped by initial weights, as in the seed's table; the rest in the grid's order.
     ordered = trials.sort_values("initial_weights", key=lambda v: v.map(weights), kind="stable")
@@ -228,8 +188,8 @@ def weights_by_data(tables: StudyTables) -> tuple[pd.DataFrame, str]:
             for name, value in zip(rest, values[1:], strict=True)
         )
         done = group[group["outcome"] == "complete"]
-        auc = _spread(done, f"final_{prefix}_auc")
-        dist = _spread(done, f"final_{prefix}_dist")
+        auc = Spread.of(done, f"final_{prefix}_auc")
+        dist = Spread.of(done, f"final_{prefix}_dist")
         records.append(
             {
                 "initial_weights": label,
@@ -467,7 +427,7 @@ def _problems_section(tables: StudyTables) -> list[str]:
     rows = [
         [
             int(row["number"]),
-            row["configuration"],
+            row["cell"],
             int(row["seed"]) if not pd.isna(row["seed"]) else "",
             row["state"],
             "no" if not row["ran"] else "yes",
@@ -508,9 +468,12 @@ def draw_plots(tables: StudyTables, folder: Path) -> dict[str, Path]:
     for prefix in tables.splits if len(tables.epochs) else ():
         name = f"heatmap_{prefix}"
         plots[name] = save(heatmap_figure(tables, layout, split=prefix), folder / f"{name}.png")
+    which = optuna_views_for(tables)
+    if not which:  # a grid without pruner: the study need not be opened again
+        return plots
     sweep_study = open_sweep_study(tables.sweep, create=False)
     try:
-        views = optuna_views(tables, sweep_study.study, folder)
+        views = optuna_views(tables, sweep_study.study, folder, which)
     finally:
         sweep_study.storage.remove_session()
     plots.update({f"optuna_{name}": path for name, path in views.items()})
