@@ -13,7 +13,6 @@ file) x 2 repeats of the small model, 2 epochs on a tiny demo data set, real tri
 
 from __future__ import annotations
 
-import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,20 +74,20 @@ def write_small_checkpoint(path: Path, seed: int, drop_prefix: str | None = None
 
 def build_report_study(folder: Path) -> BuiltStudy:
     """The study above under `folder` (run once; later calls read what the first made)."""
+    # The plot and the report tests' module fixtures both call this, one after the other in
+    # one pytest process (its base temp folder): the second reads what the first wrote.
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "built.json"
-    with (folder / "build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.is_file():
-            from vtd.sweep.config import load_sweep
-            from vtd.sweep.session import run_sweep
+    if not done.is_file():
+        from vtd.sweep.config import load_sweep
+        from vtd.sweep.session import run_sweep
 
-            path = folder / "sweep.yaml"
-            path.write_text(SWEEP)
-            write_small_checkpoint(folder / "weights" / "other.pt", seed=123)
-            outcome = run_sweep(load_sweep(path))
-            assert not outcome.interrupted and len(outcome.ended) == 16
-            done.write_text(json.dumps({"parent_run_id": outcome.parent_run_id}))
+        path = folder / "sweep.yaml"
+        path.write_text(SWEEP)
+        write_small_checkpoint(folder / "weights" / "other.pt", seed=123)
+        outcome = run_sweep(load_sweep(path))
+        assert not outcome.interrupted and len(outcome.ended) == 16
+        done.write_text(json.dumps({"parent_run_id": outcome.parent_run_id}))
     built = json.loads(done.read_text())
     return BuiltStudy(sweep_path=folder / "sweep.yaml", parent_run_id=built["parent_run_id"])
 

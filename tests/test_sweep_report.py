@@ -25,6 +25,7 @@ from vtd.sweep.config import Sweep, SweepFileError, load_sweep
 from vtd.sweep.plots import GridLayout, classify_cells
 from vtd.sweep.report import ReportFiles, write_report
 from vtd.sweep.session import prepare
+from vtd.sweep.study import StudyError
 
 SPLIT_TITLES = {"val": "validation", "test": "test"}
 METRIC_TITLES = {"auc": "AUC", "dist": "distance"}
@@ -43,6 +44,11 @@ def sweep(built: BuiltStudy) -> Sweep:
 @pytest.fixture(scope="module")
 def files(sweep: Sweep, built: BuiltStudy) -> ReportFiles:
     return write_report(sweep, parent_run_id=built.parent_run_id)
+
+
+@pytest.fixture(scope="module")
+def metrics(sweep: Sweep) -> dict[int, dict[str, dict[int, float]]]:
+    return mlflow_metrics(sweep.tracking_uri, sweep.study_name)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +94,8 @@ def test_the_files_are_written_and_the_plots_embedded(files: ReportFiles, sweep:
 
 
 def test_the_configuration_table_holds_the_mlflow_metrics(
-    files: ReportFiles, sweep: Sweep, complete_by_cell: dict
+    files: ReportFiles, complete_by_cell: dict, metrics: dict
 ) -> None:
-    metrics = mlflow_metrics(sweep.tracking_uri, sweep.study_name)
     table = pd.read_csv(files.tables["configurations"]).set_index("configuration")
     rows = {row["#"]: row for row in md_table(files.report.read_text(), "Configurations")}
     assert len(table) == len(rows) == 8
@@ -129,9 +134,8 @@ def test_the_configuration_table_holds_the_mlflow_metrics(
 
 
 def test_the_weights_by_data_table_holds_the_final_epoch_test_metrics(
-    files: ReportFiles, sweep: Sweep, complete_by_cell: dict
+    files: ReportFiles, complete_by_cell: dict, metrics: dict
 ) -> None:
-    metrics = mlflow_metrics(sweep.tracking_uri, sweep.study_name)
     rows = md_table(files.report.read_text(), "Initial weights × training data")
     assert list(rows[0]) == ["initial weights", "objectattention"]
     shown = {row["initial weights"]: row["objectattention"] for row in rows}
@@ -151,9 +155,8 @@ def test_the_weights_by_data_table_holds_the_final_epoch_test_metrics(
 
 
 def test_indistinguishable_pairs_follow_the_stated_rule(
-    files: ReportFiles, sweep: Sweep, complete_by_cell: dict
+    files: ReportFiles, complete_by_cell: dict, metrics: dict
 ) -> None:
-    metrics = mlflow_metrics(sweep.tracking_uri, sweep.study_name)
     text = files.report.read_text()
     assert "|mean A − mean B| ≤ max(range A, range B)" in text
     table = pd.read_csv(files.tables["configurations"]).set_index("configuration")
@@ -250,7 +253,7 @@ def test_a_study_selected_on_test_with_nothing_finished(tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text(TEST_SELECTED)
     sweep = load_sweep(path)
-    with pytest.raises(Exception, match="does not exist yet"):
+    with pytest.raises(StudyError, match="does not exist yet"):
         write_report(sweep)
     prepare(sweep)  # the study and its queue, no trial run
     files = write_report(sweep)
