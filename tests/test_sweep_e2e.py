@@ -3,8 +3,9 @@
 Every outcome for real: out-of-memory errors (CUDA, host, over the per-trial cap) give
 PRUNED trials with the reason in Optuna and MLflow, and the cells they dominate are pruned
 without running; an exception, a killed trial process and one exiting early give FAILED
-trials and the study goes on; finished cells are not run again; two workers run every cell
-once; Ctrl-C marks the running trial interrupted and it is queued again.
+trials and the study goes on; the pruner ends a trial after the epoch it judged (PRUNED);
+finished cells are not run again; two workers run every cell once; Ctrl-C marks the running
+trial interrupted and it is queued again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -213,6 +215,46 @@ def test_sampled_configurations_run_once_per_seed(
     assert sorted(mlflow_runs(sweep)) == sorted(ran["number"])
     again = plan(sweep)
     assert again.queued == [] and again.to_sample == 0
+
+
+PRUNED = (
+    """\
+study: pruned
+sampler: grid
+objective: {metric: dist}
+pruner: {name: median, n_startup_trials: 1}
+training:
+  model: {variant: small}
+  epochs: 3
+  device: cpu
+search_space:
+  lr: [1.0e-4]
+"""
+    + TINY_DEMO
+)
+
+
+def test_the_pruner_stops_a_trial_after_the_epoch_it_judged(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    sweep = load_sweep(make_sweep(tmp_path, PRUNED, shared_cache, mlflow_template))
+    study_plan = prepare(sweep)
+    # A finished trial at distance 0 in every epoch: any real trial is worse than its median.
+    open_sweep_study(sweep, create=False).study.add_trial(
+        optuna.trial.create_trial(value=0.0, intermediate_values={1: 0.0, 2: 0.0, 3: 0.0})
+    )
+    outcome = run_sweep(sweep, prepared=study_plan)
+    (ended,) = outcome.ended
+    assert ended.state == "PRUNED"
+    assert ended.reason == "pruned: stopped by the median pruner at epoch 1"
+    trial = open_sweep_study(sweep, create=False).study.trials[ended.number]
+    assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]
+    assert trial.user_attrs["pruned_at_epoch"] == 1 and trial.user_attrs["epochs_done"] == 1
+    assert trial.user_attrs["best_epoch"] == 1
+    run = mlflow_runs(sweep)[ended.number]
+    assert run.info.status == "KILLED" and run.data.tags["state"] == "PRUNED"
+    history = MlflowClient(sweep.tracking_uri).get_metric_history(run.info.run_id, "val_dist")
+    assert [metric.step for metric in history] == [1]
 
 
 GRID = (

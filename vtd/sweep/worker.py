@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +46,7 @@ from vtd.sweep.study import (
     find_original,
     open_sweep_study,
     queue_repeats,
+    worker_name,
 )
 from vtd.sweep.tracking import SPLIT_PREFIXES, Tracker, epoch_metrics, flatten
 from vtd.sweep.weights import WEIGHTS_FRESH
@@ -133,9 +132,8 @@ class TrialExecution:
         *,
         parent_run_id: str | None,
         events: EventSink,
-        stop: threading.Event,
         torch_threads: int | None,
-        heartbeat: TrialHeartbeat | None = None,
+        heartbeat: TrialHeartbeat,
     ) -> None:
         self.sweep: Sweep = sweep_study.sweep
         self.study = sweep_study.study
@@ -147,13 +145,10 @@ class TrialExecution:
         self.launcher = launcher
         self.parent_run_id = parent_run_id
         self.events = events
-        self.stop = stop
         self.torch_threads = torch_threads
         self.heartbeat = heartbeat
         self.trial_dir = self.sweep.trials_dir / str(self.trial.number)
         self.run_id: str | None = None
-        self.series: list[tuple[int, float]] = []
-        self.pruned_at: int | None = None
         self.started = time.perf_counter()
 
     # --- the steps ------------------------------------------------------------------------
@@ -208,7 +203,7 @@ class TrialExecution:
             **{key: attrs[key] for key in ("config_hash", "cell_hash", "cell", "seed", "repeat")},
             "origin": self.claim.origin,
             "objective": f"{self.sweep.file.objective.split} {self.sweep.file.objective.metric}",
-            "worker": f"{platform.node()}:{os.getpid()}",
+            "worker": worker_name(),
         }
         lost_run_id = self.trial.user_attrs.get("retry_of_run")
         if lost_run_id is not None:  # a retry of a trial whose worker died: linked both ways
@@ -251,7 +246,8 @@ class TrialExecution:
         self.events(
             TrialStarted(self.trial.number, self.resolved.cell, self.resolved.seed, config.epochs)
         )
-        return self.launcher.run(request, self._on_epoch, stop=self.stop)
+        # The heartbeat's halt: Ctrl-C, or the trial found stale and taken over elsewhere.
+        return self.launcher.run(request, self._on_epoch, stop=self.heartbeat.halt)
 
     def _on_epoch(self, record: dict[str, Any]) -> bool:
         epoch = int(record["epoch"])
@@ -263,10 +259,7 @@ class TrialExecution:
         prune = False
         if value is not None:
             self.trial.report(value, step=epoch)
-            self.series.append((epoch, value))
             prune = self.sweep.file.pruner.name != "none" and self.trial.should_prune()
-        if prune:
-            self.pruned_at = epoch
         self.events(
             EpochEnded(self.trial.number, epoch, self.resolved.config.epochs, metrics, value)
         )
@@ -321,24 +314,31 @@ class TrialExecution:
 
     def _completed(self, outcome: ProcessOutcome, attrs: dict[str, Any]) -> _Verdict:
         objective = self.sweep.file.objective
-        if not self.series:
+        # The objective per epoch, as reported to Optuna while the trial ran.
+        series = [
+            (int(record["epoch"]), value)
+            for record in outcome.records
+            if (value := objective_value(record, objective.split, objective.metric)) is not None
+        ]
+        if not series:
             return _Verdict(
                 TrialState.FAIL,
                 f"no {objective.split} {objective.metric} in any epoch",
                 attrs=attrs,
             )
         if objective.reduce == "last":
-            best_epoch, value = self.series[-1]
+            best_epoch, value = series[-1]
         else:
             pick = max if objective.resolved_direction == "maximize" else min
-            best_epoch, value = pick(self.series, key=lambda item: item[1])
+            best_epoch, value = pick(series, key=lambda item: item[1])
         attrs["best_epoch"] = best_epoch
-        if outcome.stopped_by_worker and self.pruned_at is not None:
+        if outcome.stopped_by_worker:  # the pruner said stop: training ended after that epoch
             name = self.sweep.file.pruner.name.replace("_", " ")
-            attrs["pruned_at_epoch"] = self.pruned_at
+            pruned_at = int(outcome.records[-1]["epoch"])
+            attrs["pruned_at_epoch"] = pruned_at
             return _Verdict(
                 TrialState.PRUNED,
-                f"stopped by the {name} pruner at epoch {self.pruned_at}",
+                f"stopped by the {name} pruner at epoch {pruned_at}",
                 value,
                 attrs,
             )
@@ -406,7 +406,7 @@ class TrialExecution:
         self, verdict: _Verdict, *, ran: bool, outcome: ProcessOutcome | None = None
     ) -> TrialEnded:
         seconds = time.perf_counter() - self.started
-        if self.heartbeat is not None and self.heartbeat.lost:
+        if self.heartbeat.lost:
             verdict = _Verdict(
                 TrialState.FAIL,
                 "lost: another process found its heartbeat stale and queued it again",
@@ -465,7 +465,6 @@ def run_worker(
     parent_run_id: str | None = None,
     events: EventSink | None = None,
     stop: threading.Event | None = None,
-    max_trials: int | None = None,
     torch_threads: int | None = None,
     launcher: TrialLauncher | None = None,
 ) -> list[TrialEnded]:
@@ -483,7 +482,7 @@ def run_worker(
     ended: list[TrialEnded] = []
     waiting = False
     try:
-        while not stop.is_set() and (max_trials is None or len(ended) < max_trials):
+        while not stop.is_set():
             recover_lost_trials(sweep_study, tracker)
             claim = claim_next(sweep_study)
             if claim is None:
@@ -511,7 +510,6 @@ def run_worker(
                     launcher,
                     parent_run_id=parent_run_id,
                     events=events,
-                    stop=heartbeat.halt,
                     torch_threads=torch_threads,
                     heartbeat=heartbeat,
                 )
