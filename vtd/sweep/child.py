@@ -221,8 +221,6 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
             {
                 "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
                 "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-                "stopped_early": result.stopped_early,
-                "epochs": len(result.records),
                 "train_seconds": train_seconds,
             },
         )

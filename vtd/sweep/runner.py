@@ -20,7 +20,6 @@ import multiprocessing.forkserver
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,7 +48,6 @@ class ProcessOutcome:
     exit_code: int | None = None
     peak_rss_mb: float = 0.0
     stopped_by_worker: bool = False
-    seconds: float = 0.0
 
     @property
     def signal_name(self) -> str | None:
@@ -151,7 +149,6 @@ class TrialLauncher:
         stop: threading.Event | None = None,
     ) -> ProcessOutcome:
         """Run one training to its end; `on_epoch` answers True to stop after that epoch."""
-        started = time.perf_counter()
         # The trial ends with this process and sees its GPUs (see vtd.sweep.child).
         request = dataclasses.replace(
             request,
@@ -178,7 +175,6 @@ class TrialLauncher:
             parent_end.close()
         outcome.exit_code = process.exitcode
         outcome.peak_rss_mb = watchdog.peak_mb
-        outcome.seconds = time.perf_counter() - started
         if watchdog.tripped_mb is not None:
             outcome.status = "memory_cap"
             outcome.peak_rss_mb = max(outcome.peak_rss_mb, watchdog.tripped_mb)
