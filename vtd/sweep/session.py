@@ -22,7 +22,7 @@ import platform
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -40,6 +40,7 @@ from vtd.sweep.study import (
     enqueue,
     open_sweep_study,
     plan_queue,
+    sampled_count,
     study_exists,
 )
 from vtd.sweep.tracking import Tracker
@@ -95,8 +96,7 @@ def plan(sweep: Sweep) -> Plan:
 def _plan_for(sweep: Sweep, trials: list) -> Plan:
     to_sample = 0
     if sweep.file.sampler.name != "grid":
-        sampled = sum(1 for trial in trials if trial.user_attrs.get("origin") == "sampled")
-        to_sample = max(0, (sweep.file.n_trials or 0) - sampled) * sweep.file.repeats
+        to_sample = max(0, (sweep.file.n_trials or 0) - sampled_count(trials)) * sweep.file.repeats
     return Plan(
         queued=plan_queue(sweep, trials),
         waiting=sum(1 for trial in trials if trial.state == TrialState.WAITING),
@@ -218,19 +218,16 @@ def run_sweep(
     *,
     workers: int | None = None,
     gpus: Sequence[str] | None = None,
-    force_new: bool = False,
     events: EventSink | None = None,
     stop: threading.Event | None = None,
-    torch_threads: int | None = None,
     prepared: Plan | None = None,
 ) -> SweepOutcome:
-    """Prepare the study and run `workers` workers to the end, under one MLflow parent run.
+    """Prepare the study (unless `prepared`, the plan of an earlier `prepare`) and run
+    `workers` workers to the end, under one MLflow parent run.
 
     One worker on the CPU runs in this process; more, or any on GPUs, run in fresh processes
     (`vtd.sweep.pool`: by default one per GPU of `gpus`, each pinned to it)."""
     specs = worker_specs(workers, gpus)
-    if torch_threads is not None:
-        specs = [replace(spec, torch_threads=torch_threads) for spec in specs]
     local = len(specs) == 1 and specs[0].gpu is None
     stop = stop or threading.Event()
     recorded: list[TrialEnded] = []
@@ -244,9 +241,7 @@ def run_sweep(
     launcher = TrialLauncher()
     if local:
         launcher.warm_up()  # imports torch in the fork server while the study is prepared
-    study_plan = prepared or prepare(
-        sweep, force_new=force_new, launcher=launcher, events=sink, stop=stop
-    )
+    study_plan = prepared or prepare(sweep, launcher=launcher, events=sink, stop=stop)
     tracker = Tracker(sweep)
     objective = sweep.file.objective
     tags = {
@@ -270,7 +265,6 @@ def run_sweep(
                 parent_run_id=parent_run_id,
                 events=sink,
                 stop=stop,
-                torch_threads=torch_threads,
                 launcher=launcher,
             )
         else:

@@ -347,7 +347,8 @@ def _suggest_one(
     )
 
 
-def _pop_waiting(sweep_study: SweepStudy) -> optuna.Trial | None:
+def _pop_waiting(sweep_study: SweepStudy) -> tuple[optuna.Trial, int] | None:
+    """The first queued trial this worker manages to set RUNNING, with its trial id."""
     storage = sweep_study.storage
     for frozen in sweep_study.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(
@@ -364,34 +365,37 @@ def _pop_waiting(sweep_study: SweepStudy) -> optuna.Trial | None:
         if claimed:
             # What Study.ask does after its own claim; ask itself would create a new trial
             # when the queue is empty, which a grid must never do.
-            return optuna.Trial(sweep_study.study, trial_id)
+            return optuna.Trial(sweep_study.study, trial_id), trial_id
     return None
 
 
-def sampled_count(study: optuna.Study) -> int:
-    trials = study.get_trials(deepcopy=False)
+def sampled_count(trials: Iterable[FrozenTrial]) -> int:
+    """Trials sampled by workers (tpe / random), not their queued repeats and retries."""
     return sum(1 for trial in trials if trial.user_attrs.get("origin") == "sampled")
 
 
 def claim_next(sweep_study: SweepStudy) -> Claim | None:
     """Take the next queued trial, or sample a new one (tpe / random, within n_trials)."""
     sweep = sweep_study.sweep
-    trial = _pop_waiting(sweep_study)
-    if trial is None and sweep.file.sampler.name != "grid":
+    popped = _pop_waiting(sweep_study)
+    if popped is not None:
+        trial, trial_id = popped
+    else:
+        if sweep.file.sampler.name == "grid":
+            return None
         budget = sweep.file.n_trials or 0
-        if sampled_count(sweep_study.study) >= budget:
+        if sampled_count(sweep_study.study.get_trials(deepcopy=False)) >= budget:
             return None
         with warnings.catch_warnings():
             # "Heartbeat ... supposed to be used with Study.optimize": our workers beat themselves.
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = sweep_study.study.ask()
-    if trial is None:
-        return None
-    trial_id = sweep_study.storage.get_trial_id_from_study_id_trial_number(
-        sweep_study.study_id, trial.number
-    )
-    if sweep_study.storage.get_heartbeat_interval() is not None:
-        sweep_study.storage.record_heartbeat(trial_id)
+        trial_id = sweep_study.storage.get_trial_id_from_study_id_trial_number(
+            sweep_study.study_id, trial.number
+        )
+        if sweep_study.storage.get_heartbeat_interval() is not None:
+            # ask() made it RUNNING: its first heartbeat (a popped one had it before its claim).
+            sweep_study.storage.record_heartbeat(trial_id)
     trial.set_user_attr("worker", worker_name())
     params = {
         name: _suggest_one(trial, name, distribution)
