@@ -17,7 +17,6 @@ leaves the trial and its runs to the retry.
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -149,7 +148,7 @@ def recover_lost_trials(sweep_study: SweepStudy, tracker: Tracker | None = None)
             continue  # another process failed it first, or its worker finished it after all
     for trial in failed:
         if requeue is not None:
-            requeue(study, copy.deepcopy(trial))
+            requeue(study, trial)  # RequeueStaleTrial queues a copy; `trial` is left as it is
         logger.warning("trial %d %s", trial.number, trial.user_attrs["reason"])
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id is not None:
