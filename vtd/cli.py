@@ -151,7 +151,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep
+    from vtd.sweep.config import load_sweep, resolve_sqlite_url
     from vtd.sweep.console import terminal
     from vtd.sweep.runner import TrialLauncher
     from vtd.sweep.session import Notice, join_study
@@ -161,10 +161,11 @@ def _worker(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise _UsageError("--threads must be at least 1")
     console = terminal()
+    # A relative sqlite:/// URL on the command line is taken from the current folder.
     sweep = load_sweep(
         args.file,
-        storage=_absolute_sqlite(args.storage),
-        tracking_uri=_absolute_sqlite(args.tracking_uri),
+        storage=args.storage and resolve_sqlite_url(args.storage, Path.cwd()),
+        tracking_uri=args.tracking_uri and resolve_sqlite_url(args.tracking_uri, Path.cwd()),
     )
 
     def show(event: object) -> None:
@@ -198,14 +199,6 @@ def _worker(args: argparse.Namespace) -> int:
         console.print("interrupted: the running trial is queued again by the next run")
         return 130
     return 0
-
-
-def _absolute_sqlite(url: str | None) -> str | None:
-    """A relative `sqlite:///` URL given on the command line is taken from the current folder."""
-    prefix = "sqlite:///"
-    if url is None or not url.startswith(prefix) or url.startswith(prefix + "/"):
-        return url
-    return prefix + str(Path(url.removeprefix(prefix)).resolve())
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -225,7 +225,6 @@ class Sweep:
     artifact_location: str | None
     studies_dir: Path
     cache_dir: Path
-    data_dir: Path
     base_raw: Mapping[str, Any]
     base_weights: str | None
     base: TrainConfig
@@ -251,12 +250,6 @@ class Sweep:
     @property
     def direction(self) -> Direction:
         return self.file.objective.resolved_direction
-
-    @property
-    def demo_root(self) -> Path | None:
-        if self.file.demo is None:
-            return None
-        return self.cache_dir / demo_folder_name(self.file.demo)
 
     def uses_demo_pretrained(self) -> bool:
         return self.base_weights == WEIGHTS_DEMO or WEIGHTS_DEMO in self.space.values_of(
@@ -317,7 +310,7 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _resolve_sqlite(url: str, folder: Path) -> str:
+def resolve_sqlite_url(url: str, folder: Path) -> str:
     """`sqlite:///relative.db` taken relative to `folder`; other URLs unchanged."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url.startswith(prefix + "/") or url == prefix + ":memory:":
@@ -356,10 +349,10 @@ def load_sweep(
     _check_budget(path, doc, sweep_file)
     folder = path.parent
     studies_dir = (folder / sweep_file.studies_dir).resolve()
-    storage_url = _resolve_sqlite(
+    storage_url = resolve_sqlite_url(
         sweep_file.storage or f"sqlite:///{studies_dir / 'optuna.db'}", folder
     )
-    tracking_uri = _resolve_sqlite(
+    tracking_uri = resolve_sqlite_url(
         sweep_file.tracking_uri or f"sqlite:///{studies_dir / 'mlflow.db'}", folder
     )
     if tracking_uri.startswith(("file:", "./", "/")) or "://" not in tracking_uri:
@@ -447,7 +440,6 @@ def load_sweep(
         artifact_location=artifact_location,
         studies_dir=studies_dir,
         cache_dir=cache_dir,
-        data_dir=data_dir,
         base_raw=base_raw,
         base_weights=base_weights,
         base=base,
