@@ -9,6 +9,7 @@ import re
 import statistics
 import warnings
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -263,3 +264,18 @@ def test_optuna_views_are_drawn_without_touching_global_state(
     assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
     assert dict(matplotlib.rcParams) == before  # optuna's ggplot style was undone
     assert pyplot.get_fignums() == []
+
+
+def test_a_cell_without_trials_says_so_in_the_grid_and_the_heatmap(tables: StudyTables) -> None:
+    # As in a tpe or random study that never sampled a listed batch x chunk pair.
+    trials = tables.trials
+    unsampled = (trials["batch_size"] == 1) & (trials["chunk_size"] == 4)
+    sparse = replace(tables, trials=trials[~unsampled])
+    layout = GridLayout.of(sparse)
+    assert (layout.row_values, layout.column_values) == ((1, 2), (2, 4))
+    cell = classify_cells(sparse, layout)[(1, 4)]
+    assert (cell.kind, cell.text, cell.numbers) == ("not_run", "no trial", ())
+    for key in layout.line_keys:
+        assert heatmap_values(sparse, layout, key, "val", "auc")[(1, 4)].kind == "not_run"
+    panels = [ax for ax in heatmap_figure(sparse, layout).axes if ax.get_label() != "<colorbar>"]
+    assert all("not run" in [t.get_text() for t in ax.texts] for ax in panels)

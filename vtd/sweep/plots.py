@@ -122,6 +122,12 @@ class GridLayout:
     def line_key(self, trial: pd.Series | dict[str, Any]) -> tuple[Any, ...]:
         return (trial[self.lines], *(trial[name] for name in self.others))
 
+    def on_line(self, trials: pd.DataFrame, key: tuple[Any, ...]) -> pd.DataFrame:
+        """The trials drawn as line `key` (a mask, not a list: an empty list would select
+        no columns of an empty cell)."""
+        drawn = [self.line_key(trial) == key for trial in trials.to_dict("records")]
+        return trials[pd.Series(drawn, index=trials.index, dtype=bool)]
+
     def line_label(self, key: tuple[Any, ...]) -> str:
         extra = [
             f"{setting_name(name)}={value_text(value)}"
@@ -215,7 +221,7 @@ def classify_cells(tables: StudyTables, layout: GridLayout) -> dict[tuple[Any, A
                 kind: CellKind = "curves"
                 text = ""
                 for key in layout.line_keys:
-                    line = mine[[layout.line_key(t) == key for _, t in mine.iterrows()]]
+                    line = layout.on_line(mine, key)
                     note = _line_note(layout, key, line) if len(line) else None
                     if note:
                         notes.append(note)
@@ -335,10 +341,7 @@ def grid_figure(
             trials = _cell_trials(tables, layout, row, col)
             trials = trials[trials["outcome"].isin(WITH_CURVES)]
             for key in layout.line_keys:
-                numbers = [
-                    int(t["number"]) for _, t in trials.iterrows() if layout.line_key(t) == key
-                ]
-                curves = tables.curves(numbers)
+                curves = tables.curves(layout.on_line(trials, key)["number"].tolist())
                 if curves.empty or column not in curves:
                     continue
                 summary = _aggregate(curves, column)
@@ -431,8 +434,7 @@ def heatmap_values(
     values = {}
     for row in layout.row_values:
         for col in layout.column_values:
-            trials = _cell_trials(tables, layout, row, col)
-            trials = trials[[layout.line_key(t) == key for _, t in trials.iterrows()]]
+            trials = layout.on_line(_cell_trials(tables, layout, row, col), key)
             spread = Spread.of(trials[trials["outcome"] == "complete"], column)
             if spread.count:
                 values[(row, col)] = HeatmapCell(
