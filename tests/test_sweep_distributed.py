@@ -267,6 +267,17 @@ def test_an_unreachable_storage_is_one_line_without_the_password(
     assert "secret" not in line and "Connection refused" in line
 
 
+def test_an_unreachable_mlflow_server_is_one_line_and_exit_code_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # refused at once, not retried
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SMALL)
+    assert main(["worker", str(path), "--tracking-uri", "http://127.0.0.1:1"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("vtd-sweep: MLflow: ") and "127.0.0.1" in line
+
+
 def test_workers_per_gpu_and_threads_per_cpu_worker() -> None:
     pinned = worker_specs(None, ["0", "1"])
     assert [(spec.gpu, spec.torch_threads) for spec in pinned] == [("0", None), ("1", None)]
