@@ -178,11 +178,12 @@ class Tracker:
 
     def set_aside_experiment(self) -> str | None:
         """Rename the study's experiment out of the way (for a study made anew); its runs stay."""
-        experiment = self.client.get_experiment_by_name(self.sweep.study_name)
+        experiment = self._call(lambda: self.client.get_experiment_by_name(self.sweep.study_name))
         if experiment is None:
             return None
         new_name = f"{self.sweep.study_name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.client.rename_experiment(experiment.experiment_id, new_name)
+        experiment_id = experiment.experiment_id
+        self._call(lambda: self.client.rename_experiment(experiment_id, new_name))
         self._experiment_id = None
         return new_name
 
@@ -195,7 +196,7 @@ class Tracker:
                 run_name=f"{tags.get('vtd.command', 'run')} {time.strftime('%Y-%m-%d %H:%M:%S')}",
             )
         )
-        self.client.log_artifact(run.info.run_id, str(self.sweep.path))
+        self._call(lambda: self.client.log_artifact(run.info.run_id, str(self.sweep.path)))
         return run.info.run_id
 
     def end_sweep_run(self, run_id: str, status: str, tags: Mapping[str, Any]) -> None:
@@ -240,7 +241,11 @@ class Tracker:
     ) -> None:
         for path, folder in artifacts:
             if path.is_file():
-                self.client.log_artifact(run_id, str(path), artifact_path=folder)
+                self._call(
+                    lambda path=path, folder=folder: self.client.log_artifact(
+                        run_id, str(path), artifact_path=folder
+                    )
+                )
         self.set_tags(run_id, tags)
         self._call(lambda: self.client.set_terminated(run_id, status))
 
