@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle
 from optuna.trial import TrialState
 
 from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
-from vtd.sweep._tables import StudyTables, load_tables
+from vtd.sweep._tables import StudyTables, load_tables, out_of_memory_figure
 from vtd.sweep.config import Sweep, load_sweep
 from vtd.sweep.plots import (
     OPTUNA_VIEWS,
@@ -279,3 +279,41 @@ def test_a_cell_without_trials_says_so_in_the_grid_and_the_heatmap(tables: Study
         assert heatmap_values(sparse, layout, key, "val", "auc")[(1, 4)].kind == "not_run"
     panels = [ax for ax in heatmap_figure(sparse, layout).axes if ax.get_label() != "<colorbar>"]
     assert all("not run" in [t.get_text() for t in ax.texts] for ax in panels)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "figure"),
+    [
+        # the README's examples: a host memory cap, a cell dominated by one that ran out
+        (
+            {
+                "reason": "pruned: out-of-memory (host): 6349 MB over the 6144 MB cap at batch "
+                "8, chunk 4",
+                "peak_host_mb": 6348.8,
+                "memory_cap_mb": 6144,
+            },
+            "host memory 6.2 GB > cap 6.0 GB",
+        ),
+        (
+            {"reason": "pruned: dominated by out-of-memory at batch 8, chunk 4"},
+            "dominated by batch 8, chunk 4",
+        ),
+        (
+            {
+                "reason": "pruned: out-of-memory (CUDA) at batch 16, chunk 4: CUDA out of memory.",
+                "peak_device_mb": 79_500.0,
+            },
+            "CUDA, peak 77.6 GB",
+        ),
+        (
+            {
+                "reason": "pruned: out-of-memory (host) at batch 16, chunk 4: [enforce fail] "
+                "you tried to allocate 68719476736 bytes. Error code 12",
+                "memory_cap_mb": None,
+            },
+            "host: tried to allocate 64.0 GB",
+        ),
+    ],
+)
+def test_out_of_memory_figures_name_what_ran_out(attrs: dict, figure: str) -> None:
+    assert out_of_memory_figure(attrs) == figure

@@ -36,6 +36,7 @@ from vtd.sweep._tables import (
     DIGITS,
     Spread,
     StudyTables,
+    base_setting,
     failure_figure,
     load_tables,
     out_of_memory_figure,
@@ -284,7 +285,7 @@ def _settings_section(sweep: Sweep, tables: StudyTables) -> list[str]:
     fixed = {
         "epochs": base.epochs,
         "model": base.model.variant,
-        "initial_weights": sweep.base_weights or "fresh",
+        "initial_weights": base_setting(sweep, "initial_weights"),
         "batch_size": base.batch_size,
         "chunk_size": base.chunk_size,
         "lr": base.lr,
@@ -341,11 +342,10 @@ def _configurations_section(table: pd.DataFrame, tables: StudyTables) -> list[st
     header += [title for _, title in metric_columns] + ["state"]
     rows = []
     for _, row in table.iterrows():
-        weights = row.get("initial_weights", tables.sweep.base_weights or "fresh")
         rows.append(
             [
                 row["id"],
-                value_text(weights),
+                value_text(row["initial_weights"]),
                 row["data"],
                 *(row[name] for name in settings),
                 f"{row['complete']}/{row['repeats']}",
