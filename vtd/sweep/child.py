@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import select
 import signal
 import sys
@@ -65,6 +66,12 @@ class TrainingRequest:
     worker_pid: int | None = None  # the trial ends when this process is gone
     # The worker's GPU pin, applied before CUDA starts (the fork server may be older than it).
     cuda_visible_devices: str | None = None
+
+
+def _peak_rss_mb() -> float:
+    # The process's own peak: a trial that fails within the watchdog's first sampling
+    # interval would otherwise report no memory figure at all.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -211,7 +218,7 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
     except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
         logger.error("training failed:\n%s", "".join(traceback.format_exception(error)))
         try:
-            connection.send(("error", describe_error(error)))
+            connection.send(("error", {**describe_error(error), "peak_rss_mb": _peak_rss_mb()}))
         except OSError:
             logger.error("the worker is gone; nobody to tell")
         return
@@ -222,6 +229,7 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
                 "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
                 "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
                 "train_seconds": train_seconds,
+                "peak_rss_mb": _peak_rss_mb(),
             },
         )
     )

@@ -174,7 +174,8 @@ class TrialLauncher:
             watchdog.stop()
             parent_end.close()
         outcome.exit_code = process.exitcode
-        outcome.peak_rss_mb = watchdog.peak_mb
+        reported = (outcome.result or outcome.error or {}).get("peak_rss_mb", 0.0)
+        outcome.peak_rss_mb = max(watchdog.peak_mb, reported)
         if watchdog.tripped_mb is not None:
             outcome.status = "memory_cap"
             outcome.peak_rss_mb = max(outcome.peak_rss_mb, watchdog.tripped_mb)
