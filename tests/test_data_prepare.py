@@ -3,7 +3,8 @@
 Expected values are worked out by hand from the fixtures in tests/data/prepare/:
 - labelimg_setting.xml (64x48): head (24, 10, 38, 26); cup (40, 30, 50, 40), centre (45, 35);
   bottle (5, 20, 13, 44), centre (9, 32); book (14, 36, 29, 45).
-- openpose_frame_keypoints.json: a weak detection (nose and right eye at 0.3) listed first, then
+- openpose_frame_keypoints.json (with `head_box="centred"`; the lab's rule, the default, is
+  tested in test_prepare_lab.py): a weak detection (nose and right eye at 0.3) listed first, then
   the participant with nose (32, 20), right eye (29, 17), left eye (35, 17), right ear (26, 18)
   confident and the left ear at 0.05 (ignored at the default 0.1). Span: x 26..35 = 9 (y 17..20
   = 3), centre (30.5, 18.5); width 1.3 * 9 = 11.7, height 1.2 * 11.7 = 14.04, so the box is
@@ -180,7 +181,9 @@ def test_openpose_head_box_per_frame_and_gaze_from_the_xml(tmp_path: Path) -> No
     source, output = _source(tmp_path, frames=3), tmp_path / "out"
     for session, setting in FOLDERS:
         _keypoints(source / session / setting, dx=1.0)
-    prepare(source, output, PrepareOptions(target="cup", head_source="openpose"))
+    prepare(
+        source, output, PrepareOptions(target="cup", head_source="openpose", head_box="centred")
+    )
     # The box follows the keypoints: one pixel to the right per frame.
     assert _lines(_annotation(output))[1:] == [
         f"000001,{OPENPOSE_BOX},45,35",
@@ -201,6 +204,7 @@ def test_openpose_box_rule_options_and_keypoints_folder(tmp_path: Path) -> None:
     options = PrepareOptions(
         targets=FIXTURES / "targets.csv",
         head_source="openpose",
+        head_box="centred",
         keypoints=keypoints,
         head_scale=1.0,
         head_aspect=1.0,
@@ -218,7 +222,9 @@ def test_openpose_folder_looking_out_of_frame_needs_no_xml(tmp_path: Path) -> No
         _keypoints(source / session / setting)
     targets = tmp_path / "targets.csv"
     targets.write_text("session,setting,target\nP01,setting1,\nP01,setting2,\nP02,setting1,\n")
-    prepare(source, output, PrepareOptions(targets=targets, head_source="openpose"))
+    prepare(
+        source, output, PrepareOptions(targets=targets, head_source="openpose", head_box="centred")
+    )
     assert _lines(_annotation(output))[1:] == [f"00000{n},{OPENPOSE_BOX},-1,-1" for n in (1, 2)]
 
 
@@ -226,7 +232,8 @@ def test_openpose_head_box_is_clipped_to_the_image(tmp_path: Path) -> None:
     source, output = _source(tmp_path, frames=1), tmp_path / "out"
     for session, setting in FOLDERS:
         _keypoints(source / session / setting)
-    prepare(source, output, PrepareOptions(target="cup", head_source="openpose", head_scale=6))
+    options = PrepareOptions(target="cup", head_source="openpose", head_box="centred", head_scale=6)
+    prepare(source, output, options)
     # Width 54 and height 64.8 around (30.5, 18.5) reach beyond the 64x48 frame on three sides.
     assert _lines(_annotation(output))[1] == "000001,3.5,0,57.5,48,45,35"
 
@@ -246,7 +253,7 @@ def test_openpose_frame_without_a_head_is_an_error_or_a_counted_skip(
         _keypoints(source / session / setting)
     bad = source / "P01" / "setting2" / "frame_3_keypoints.json"
     shutil.copy(FIXTURES / fixture, bad)
-    options = PrepareOptions(target="cup", head_source="openpose")
+    options = PrepareOptions(target="cup", head_source="openpose", head_box="centred")
     with pytest.raises(DataError, match=reason) as info:
         prepare(source, output, options)
     assert info.value.path == bad
@@ -478,7 +485,9 @@ def test_the_index_reads_what_prepare_writes(tmp_path: Path) -> None:
     source, output = _source(tmp_path, frames=5), tmp_path / "out"
     for session, setting in FOLDERS:
         _keypoints(source / session / setting, dx=1.0)
-    options = PrepareOptions(targets=FIXTURES / "targets.csv", head_source="openpose", every=2)
+    options = PrepareOptions(
+        targets=FIXTURES / "targets.csv", head_source="openpose", head_box="centred", every=2
+    )
     report = prepare(source, output, options)
     clips = build_index(SourceSpec(root=output), smoothing_window=1)
     assert [(c.source, c.subset, c.show, c.clip, c.person) for c in clips] == [

@@ -350,17 +350,24 @@ def _prepare(args: argparse.Namespace) -> int:
     from vtd.data.prepare import PrepareOptions, prepare
 
     try:
+        given = {
+            "target": args.target,
+            "targets": args.targets,
+            "person": args.person,
+            "keypoints": args.keypoints,
+            "test_participants": args.test_participants,
+        }
+        # Only the flags given: the lab layout rejects --target, --person, ... when present.
         options = PrepareOptions(
+            layout=args.layout,
             head_source=args.head_source,
-            target=args.target,
-            targets=args.targets,
+            head_box=args.head_box,
             split=args.split,
-            person=args.person,
             every=args.every,
             link=args.link,
             force=args.force,
             skip_bad_frames=args.skip_bad_frames,
-            keypoints=args.keypoints,
+            **{name: value for name, value in given.items() if value is not None},
         )
     except ValidationError as error:
         first = error.errors()[0]
@@ -471,13 +478,37 @@ def build_parser() -> argparse.ArgumentParser:
     prep = commands.add_parser(
         "prepare", help="labelImg XML / OpenPose JSON folders to ObjectAttention annotations"
     )
-    prep.add_argument("source", type=Path, help="<source>/<session>/<setting>/ frames + XML")
+    prep.add_argument(
+        "source",
+        type=Path,
+        help="settings layout: <source>/<session>/<setting>/ frames + XML; lab layout: "
+        "<source>/<participant>/<session>/<setting>/<object>/{rgb...,json...}/ + XML",
+    )
     prep.add_argument("output", type=Path, help="the data set folder to write")
+    prep.add_argument(
+        "--layout",
+        choices=("settings", "lab"),
+        default="settings",
+        help="lab: the lab's raw recordings, gaze target = object folder name, written as the "
+        "lab's files (header with spaces, ', ' between fields)",
+    )
     prep.add_argument("--head-source", choices=("voc", "openpose"), default="voc")
+    prep.add_argument(
+        "--head-box",
+        choices=("lab", "centred"),
+        default="lab",
+        help="OpenPose head box rule: the lab's get_openpose_bbox (default) or centred",
+    )
     prep.add_argument("--target", help="the target object's name in every folder")
     prep.add_argument("--targets", type=Path, help="CSV session,setting,target per folder")
     prep.add_argument("--split", default="train", help="annotation subfolder (train, test)")
-    prep.add_argument("--person", default="person", help="annotation file name")
+    prep.add_argument(
+        "--test-participants",
+        type=lambda text: tuple(name.strip() for name in text.split(",") if name.strip()),
+        help="lab layout: participants (comma separated) written to annotations/test; the "
+        "others go to --split",
+    )
+    prep.add_argument("--person", help="annotation file name (default: person)")
     prep.add_argument("--every", type=int, default=1, help="keep every N-th frame")
     prep.add_argument("--link", choices=("copy", "hardlink", "symlink"), default="copy")
     prep.add_argument("--force", action="store_true", help="overwrite existing output files")

@@ -39,7 +39,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +46,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vtd.data._frame_files import frame_files
+from vtd.data._lab_raw import LabSetting, read_lab_layout
 from vtd.data._oa import COLUMNS
-from vtd.data._openpose import MissingHeadError, head_box
+from vtd.data._openpose import HeadBoxRule, MissingHeadError, head_box
 from vtd.data._voc import VocAnnotation, read_voc
 from vtd.data.errors import DataError
-from vtd.data.images import image_extensions, image_size
+from vtd.data.images import image_size
 
 logger = logging.getLogger(__name__)
 
 # What the ObjectAttention reader (`_oa`) expects, so that `build_index` reads the output.
 HEADER = ",".join(COLUMNS)
+# The lab's own files (`layout="lab"`): its header, single spaces, and `, ` between fields.
+LAB_HEADER = " ".join(COLUMNS)
+LAB_SEPARATOR = ", "
+LAB_FRAME_DIGITS = 5  # the lab's counters: 00000, 00001, ... per setting
 TARGETS_COLUMNS = ("session", "setting", "target")
 OUT_OF_FRAME = (-1.0, -1.0)
 FRAME_DIGITS = 6
@@ -70,7 +75,10 @@ class PrepareOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    layout: Literal["settings", "lab"] = "settings"
     head_source: Literal["voc", "openpose"] = "voc"
+    head_box: HeadBoxRule = "lab"
+    test_participants: tuple[str, ...] = ()
     target: str | None = Field(default=None, min_length=1)
     targets: Path | None = None
     split: str = Field(default="train", pattern=_SIMPLE_NAME)
@@ -87,10 +95,27 @@ class PrepareOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_target_source(self) -> PrepareOptions:
+        if self.layout == "lab":
+            given = [
+                name
+                for name in ("target", "targets", "keypoints", "person")
+                if name in self.model_fields_set
+            ]
+            if given:
+                raise ValueError(
+                    f"the lab layout takes no {', '.join(given)}: each object folder names its "
+                    "gaze target, each participant its annotation file, and the OpenPose files "
+                    "lie in the object's json... folder"
+                )
+            return self
+        if self.test_participants:
+            raise ValueError("test_participants needs the lab layout (layout='lab')")
         if (self.target is None) == (self.targets is None):
             raise ValueError(
                 "give the target object either as `target` (one name for every folder) or as "
-                "`targets` (a CSV file session,setting,target), not both and not neither"
+                "`targets` (a CSV file session,setting,target), not both and not neither; or "
+                "read the lab's raw <participant>/<session>/<setting>/<object>/ folders with "
+                "layout 'lab'"
             )
         if self.target is not None and self.target == self.head_label:
             raise ValueError(f"the target object cannot be the head box {self.head_label!r}")
@@ -136,9 +161,13 @@ class _Row:
     gaze: tuple[float, float]
 
 
-def _natural_key(path: Path) -> tuple[list[int | str], str]:
-    parts = re.split(r"(\d+)", path.stem)
-    return [int(part) if part.isdigit() else part.lower() for part in parts], path.name
+@dataclass(frozen=True)
+class _ClipPlan:
+    session: str  # the output's show folder
+    setting: str
+    annotation_file: Path
+    names: list[str]  # the frame names written, one per row
+    rows: list[_Row]
 
 
 def _subfolders(path: Path) -> list[Path]:
@@ -219,25 +248,6 @@ def _targets_by_folder(
     return targets
 
 
-def _frames(folder: Path) -> list[Path]:
-    suffixes = image_extensions()
-    frames = sorted(
-        (path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in suffixes),
-        key=_natural_key,
-    )
-    by_stem: dict[str, Path] = {}
-    for frame in frames:
-        if frame.stem in by_stem:
-            raise DataError(
-                f"frame {frame.stem!r} listed twice: {by_stem[frame.stem].name} and {frame.name}",
-                frame,
-            )
-        by_stem[frame.stem] = frame
-    if not frames:
-        raise DataError("no image files in this folder", folder)
-    return frames
-
-
 def _xml(folder: Path) -> Path:
     found = sorted(folder.glob("*.xml"))
     if len(found) != 1:
@@ -255,6 +265,39 @@ def _check_inside(box: Box, size: tuple[int, int], what: str, annotation: VocAnn
             f"{size[0]}x{size[1]} frames of this folder",
             annotation.path,
         )
+
+
+def _check_size(
+    annotation: VocAnnotation, size: tuple[int, int], frame: Path, boxes: dict[str, Box]
+) -> None:
+    """The frame's size is the XML's, and `boxes` (name: box) lie inside it."""
+    if annotation.size is not None and annotation.size != size:
+        raise DataError(
+            f"annotated for {annotation.size[0]}x{annotation.size[1]} images but "
+            f"{frame.name} is {size[0]}x{size[1]}",
+            annotation.path,
+        )
+    for name, box in boxes.items():
+        _check_inside(box, size, f"box {name!r}", annotation)
+
+
+def _head_box(keypoint_file: Path, size: tuple[int, int], options: PrepareOptions) -> Box:
+    return head_box(
+        keypoint_file,
+        size,
+        rule=options.head_box,
+        min_confidence=options.min_confidence,
+        scale=options.head_scale,
+        aspect=options.head_aspect,
+    )
+
+
+def _missing_head(error: MissingHeadError) -> MissingHeadError:
+    return MissingHeadError(
+        f"{error.reason}; skip_bad_frames (--skip-bad-frames) leaves such frames out",
+        error.path,
+        error.line,
+    )
 
 
 def _keypoint_file(folder: _Folder, frame: Path, options: PrepareOptions) -> Path:
@@ -278,7 +321,7 @@ def _plan_folder(
     options: PrepareOptions,
     skipped: list[SkippedFrame],
 ) -> list[_Row]:
-    frames = _frames(folder.path)[:: options.every]
+    frames = frame_files(folder.path)[:: options.every]
     needs_xml = options.head_source == "voc" or target is not None
     annotation = read_voc(_xml(folder.path)) if needs_xml else None
     gaze = OUT_OF_FRAME
@@ -286,33 +329,27 @@ def _plan_folder(
         gaze = annotation.only(target).centre
     voc_head = annotation.only(options.head_label).box if options.head_source == "voc" else None
 
+    boxes: dict[str, Box] = {}
+    if voc_head is not None:
+        boxes[options.head_label] = voc_head
+    if annotation is not None and target is not None:
+        boxes[target] = annotation.only(target).box
     rows = []
     checked_size: tuple[int, int] | None = None
     for frame in frames:
         size = image_size(frame)
         if annotation is not None and size != checked_size:
-            if annotation.size is not None and annotation.size != size:
-                raise DataError(
-                    f"annotated for {annotation.size[0]}x{annotation.size[1]} images but "
-                    f"{frame.name} is {size[0]}x{size[1]}",
-                    annotation.path,
-                )
-            if voc_head is not None:
-                _check_inside(voc_head, size, f"box {options.head_label!r}", annotation)
-            if target is not None:
-                _check_inside(annotation.only(target).box, size, f"box {target!r}", annotation)
+            _check_size(annotation, size, frame, boxes)
             checked_size = size
         if voc_head is not None:
             rows.append(_Row(frame, voc_head, gaze))
             continue
         keypoint_file = _keypoint_file(folder, frame, options)
         try:
-            box = head_box(
-                keypoint_file, size, options.min_confidence, options.head_scale, options.head_aspect
-            )
+            box = _head_box(keypoint_file, size, options)
         except MissingHeadError as error:
             if not options.skip_bad_frames:
-                raise
+                raise _missing_head(error) from None
             skipped.append(SkippedFrame(keypoint_file, error.reason))
             continue
         rows.append(_Row(frame, box, gaze))
@@ -321,6 +358,101 @@ def _plan_folder(
             f"every one of the {len(frames)} kept frames was skipped: no head found", folder.path
         )
     return rows
+
+
+def _lab_show(setting: LabSetting) -> str:
+    """The output show folder of a lab setting: participant and session, which alone repeats."""
+    return f"{setting.participant}_{setting.session}"
+
+
+def _check_test_participants(source: Path, settings: list[LabSetting], names: tuple[str, ...]):
+    found = sorted({setting.participant for setting in settings})
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        raise DataError(
+            f"test participant(s) {', '.join(unknown)} not found; participants here: "
+            f"{', '.join(found)}",
+            source,
+        )
+
+
+def _plan_lab_setting(
+    setting: LabSetting, output: Path, options: PrepareOptions, skipped: list[SkippedFrame]
+) -> _ClipPlan:
+    annotation = read_voc(setting.xml)
+    targets = {frame.target: annotation.only(frame.target) for frame in setting.frames}
+    for name in targets:
+        if name == options.head_label:
+            raise DataError(
+                f"object folder {name!r} is named as the head box, not a gaze target", setting.path
+            )
+    boxes = {name: target.box for name, target in targets.items()}
+    # The box NAMED head, wherever it lies in the XML: the lab's script took the first object's.
+    voc_head = annotation.only(options.head_label).box if options.head_source == "voc" else None
+    if voc_head is not None:
+        boxes = {options.head_label: voc_head, **boxes}
+    rows, names = [], []
+    checked_size: tuple[int, int] | None = None
+    for frame in setting.frames:
+        size = image_size(frame.image)
+        if size != checked_size:
+            _check_size(annotation, size, frame.image, boxes)
+            checked_size = size
+        gaze = targets[frame.target].centre
+        if voc_head is not None:
+            box = voc_head
+        elif frame.keypoints is None:
+            raise DataError(
+                f"no OpenPose file for frame {frame.image.name} "
+                f"({frame.image.stem}_keypoints.json in a json... folder of {frame.target}/)",
+                frame.image,
+            )
+        else:
+            try:
+                box = _head_box(frame.keypoints, size, options)
+            except MissingHeadError as error:
+                if not options.skip_bad_frames:
+                    raise _missing_head(error) from None
+                # Its number stays taken, as in the lab's files: frame names match theirs.
+                skipped.append(SkippedFrame(frame.keypoints, error.reason))
+                continue
+        rows.append(_Row(frame.image, box, gaze))
+        names.append(f"{frame.counter:0{LAB_FRAME_DIGITS}d}")
+    if not rows:
+        raise DataError(
+            f"every one of the {len(setting.frames)} kept frames was skipped: no head found",
+            setting.path,
+        )
+    show = _lab_show(setting)
+    split = "test" if setting.participant in options.test_participants else options.split
+    annotation_file = output / "annotations" / split / show / setting.setting
+    return _ClipPlan(
+        show, setting.setting, annotation_file / f"{setting.participant}.txt", names, rows
+    )
+
+
+def _plan_lab(
+    source: Path, output: Path, options: PrepareOptions, skipped: list[SkippedFrame]
+) -> list[_ClipPlan]:
+    settings = read_lab_layout(source, options.every)
+    _check_test_participants(source, settings, options.test_participants)
+    return [_plan_lab_setting(setting, output, options, skipped) for setting in settings]
+
+
+def _plan_settings(
+    source: Path, output: Path, options: PrepareOptions, skipped: list[SkippedFrame]
+) -> list[_ClipPlan]:
+    folders = _discover(source)
+    targets = _targets_by_folder(folders, options)
+    plans = []
+    for folder in folders:
+        rows = _plan_folder(folder, targets[(folder.session, folder.setting)], options, skipped)
+        names = [f"{index:0{FRAME_DIGITS}d}" for index in range(1, len(rows) + 1)]
+        annotation_file = (
+            output / "annotations" / options.split / folder.session / folder.setting
+        ) / f"{options.person}.txt"
+        plans.append(_ClipPlan(folder.session, folder.setting, annotation_file, names, rows))
+    return plans
 
 
 def _number(value: float) -> str:
@@ -333,6 +465,20 @@ def _annotation_text(names: list[str], rows: list[_Row]) -> str:
     lines = [HEADER]
     for name, row in zip(names, rows, strict=True):
         lines.append(",".join([name, *map(_number, row.box), *map(_number, row.gaze)]))
+    return "\n".join(lines) + "\n"
+
+
+def _lab_pixel(value: float) -> str:
+    """A head box value as the lab wrote it: integers as integers (labelImg's, or floored)."""
+    return str(int(value)) if float(value).is_integer() else _number(value)
+
+
+def _lab_annotation_text(names: list[str], rows: list[_Row]) -> str:
+    """The lab's lines: `00012, 206, 24, 300, 144, 350.5, 200.0` (gaze as Python writes floats)."""
+    lines = [LAB_HEADER]
+    for name, row in zip(names, rows, strict=True):
+        fields = [name, *map(_lab_pixel, row.box), *(repr(float(v)) for v in row.gaze)]
+        lines.append(LAB_SEPARATOR.join(fields))
     return "\n".join(lines) + "\n"
 
 
@@ -357,27 +503,20 @@ def prepare(source: Path, output: Path, options: PrepareOptions) -> PrepareRepor
     source, output = Path(source), Path(output)
     if output.resolve().is_relative_to(source.resolve()):
         raise DataError("the output folder must not lie inside the source folder", output)
-    folders = _discover(source)
-    targets = _targets_by_folder(folders, options)
     skipped: list[SkippedFrame] = []
-    plans = []
-    for folder in folders:
-        rows = _plan_folder(folder, targets[(folder.session, folder.setting)], options, skipped)
-        names = [f"{index:0{FRAME_DIGITS}d}" for index in range(1, len(rows) + 1)]
-        images = output / "images" / folder.session / folder.setting
-        destinations = [
-            images / f"{name}{row.source.suffix.lower()}"
-            for name, row in zip(names, rows, strict=True)
+    plan = _plan_lab if options.layout == "lab" else _plan_settings
+    plans = plan(source, output, options, skipped)
+    destinations = {
+        id(clip): [
+            output / "images" / clip.session / clip.setting / f"{name}{row.source.suffix.lower()}"
+            for name, row in zip(clip.names, clip.rows, strict=True)
         ]
-        annotation_file = (
-            output / "annotations" / options.split / folder.session / folder.setting
-        ) / f"{options.person}.txt"
-        plans.append((folder, names, rows, destinations, annotation_file))
-
+        for clip in plans
+    }
     existing = [
         path
-        for _, _, _, destinations, annotation_file in plans
-        for path in [*destinations, annotation_file]
+        for clip in plans
+        for path in [*destinations[id(clip)], clip.annotation_file]
         if path.exists() or path.is_symlink()
     ]
     if existing and not options.force:
@@ -386,24 +525,26 @@ def prepare(source: Path, output: Path, options: PrepareOptions) -> PrepareRepor
             f"exists already{more}; pass force=True (--force) to overwrite", existing[0]
         )
 
+    text = _lab_annotation_text if options.layout == "lab" else _annotation_text
     clips = []
-    for folder, names, rows, destinations, annotation_file in plans:
-        destinations[0].parent.mkdir(parents=True, exist_ok=True)
-        for row, destination in zip(rows, destinations, strict=True):
+    for clip in plans:
+        written = destinations[id(clip)]
+        written[0].parent.mkdir(parents=True, exist_ok=True)
+        for row, destination in zip(clip.rows, written, strict=True):
             _place(row.source, destination, options.link)
-        annotation_file.parent.mkdir(parents=True, exist_ok=True)
-        annotation_file.write_text(_annotation_text(names, rows), encoding="utf-8", newline="\n")
+        clip.annotation_file.parent.mkdir(parents=True, exist_ok=True)
+        clip.annotation_file.write_text(text(clip.names, clip.rows), encoding="utf-8", newline="\n")
         clips.append(
             PreparedClip(
-                session=folder.session,
-                setting=folder.setting,
-                annotation_file=annotation_file,
-                frames=tuple(destinations),
-                sources=tuple(row.source for row in rows),
+                session=clip.session,
+                setting=clip.setting,
+                annotation_file=clip.annotation_file,
+                frames=tuple(written),
+                sources=tuple(row.source for row in clip.rows),
             )
         )
         logger.info(
-            "%s/%s: %d frames written to %s", folder.session, folder.setting, len(rows), output
+            "%s/%s: %d frames written to %s", clip.session, clip.setting, len(written), output
         )
     if skipped:
         logger.warning(

@@ -1,0 +1,37 @@
+"""The image files of one folder of raw frames, in natural name order (`f_2` before `f_10`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vtd.data.errors import DataError
+from vtd.data.images import image_extensions
+
+
+def natural_key(path: Path) -> tuple[list[int | str], str]:
+    parts = re.split(r"(\d+)", path.stem)
+    return [int(part) if part.isdigit() else part.lower() for part in parts], path.name
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Every image file PIL reads in `folder`, in natural order; none, or a name twice, is an error.
+
+    Zero-padded names (the lab's `00000000.ppm`, ...) sort as a plain sort would.
+    """
+    suffixes = image_extensions()
+    frames = sorted(
+        (path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in suffixes),
+        key=natural_key,
+    )
+    by_stem: dict[str, Path] = {}
+    for frame in frames:
+        if frame.stem in by_stem:
+            raise DataError(
+                f"frame {frame.stem!r} listed twice: {by_stem[frame.stem].name} and {frame.name}",
+                frame,
+            )
+        by_stem[frame.stem] = frame
+    if not frames:
+        raise DataError("no image files in this folder", folder)
+    return frames
