@@ -1,37 +1,68 @@
 """`prepare`: labelImg VOC XML or OpenPose JSON to ObjectAttention annotation files.
 
-Input, one folder per recording, as the lab's seed workflow has it (a static robot camera per
-setting)::
+Two input layouts (`layout`):
+
+`lab`: the lab's raw recordings as they lie on disk (see `vtd.data._lab_raw`)::
+
+    <source>/<participant>/<session>/<setting>/<name>.xml      labelImg: object boxes (+ head)
+    <source>/<participant>/<session>/<setting>/<object>/rgb.../     frames (.ppm)
+    <source>/<participant>/<session>/<setting>/<object>/json.../    OpenPose <frame>_keypoints.json
+
+the gaze target of a frame is its object folder's name, and the output is what the lab's
+scripts (`VTD_retrain/src/subsample_rename_annotate.py`, `VTD_retrain_annotationTXT.py`) wrote:
+one file per setting, frames of the setting renamed with 5-digit counters from `00000` (object
+folders in name order, the counter running on across them), every `every`-th frame kept (the lab
+kept every 2nd: `every=2`), the lab's header `frame x_min y_min x_max y_max gaze_x gaze_y`, and
+lines `00012, 206, 24, 300, 144, 350.5, 200.0` (fields joined by `, `, head box in integer
+pixels, gaze the centre of the object's box as a float). Names (the lab's session folders,
+`session_1`, ..., repeat for every participant, so a show names both)::
+
+    <output>/images/<participant>_<session>/<setting>/00000.ppm, 00001.ppm, ...
+    <output>/annotations/<split>/<participant>_<session>/<setting>/<participant>.txt
+
+`split` is `test` for the participants in `test_participants` and `split` (default `train`) for
+the others; a participant is thus a show prefix and a person name (`group_by: person` folds by
+participant).
+
+`settings` (the default; one folder per recording, target named by `target` / `targets`)::
 
     <source>/<session>/<setting>/   the frames (any extension PIL reads), and one labelImg XML
 
-Frames are taken in natural name order (`frame_2` before `frame_10`); every `every`-th frame is
-kept, starting with the first, and renamed in sequence. Output, in the ObjectAttention layout::
+frames taken in natural name order (`frame_2` before `frame_10`), every `every`-th kept,
+starting with the first, and renamed in sequence; output::
 
     <output>/images/<session>/<setting>/000001.<ext>, 000002.<ext>, ...   (copied or linked)
     <output>/annotations/<split>/<session>/<setting>/<person>.txt
 
 each annotation file holding the header `frame,x_min,y_min,x_max,y_max,gaze_x,gaze_y` and one
-line per kept frame, in pixels; gaze `-1,-1` when the person looks out of frame.
+line per kept frame, in pixels; gaze `-1,-1` when the person looks out of frame. The target:
+`target` for every folder, or `targets`, a CSV file with the header `session,setting,target`
+and one line per folder; an empty target means out of frame.
 
-- The labelImg XML annotates one frame and stands for its whole folder: its box named `head`
-  (`head_source="voc"`) is every frame's head box, and the centre of the box named by the
-  folder's target object is every frame's gaze point.
-- `head_source="openpose"`: each kept frame's head box comes from its OpenPose JSON file
-  `<frame stem>_keypoints.json` (or `<frame stem>.json`), found in the frame's folder or, with
-  `keypoints`, in `<keypoints>/<session>/<setting>/` (see `vtd.data._openpose` for the rule); the
-  gaze still comes from the target object's box in the folder's XML, and a folder whose target
-  is empty (out of frame) needs no XML.
-- The target object's name: `target` for every folder, or `targets`, a CSV file with the header
-  `session,setting,target` and one line per folder; an empty target means out of frame.
+In both layouts:
+
+- `head_source="voc"`: the labelImg XML annotates one frame and stands for its whole folder: the
+  box NAMED `head` (`head_label`) is every frame's head box, wherever it lies in the XML. (The
+  lab's script took the FIRST object's box as the head whenever the file had a `head` object:
+  wrong whenever the head was not drawn first; the lab's files made that way hold an object's
+  box as the head.)
+- `head_source="openpose"`: each kept frame's head box comes from its OpenPose JSON file, by
+  `head_box` rule `lab` (the default: the lab's `get_openpose_bbox`, to the pixel) or `centred`
+  (see `vtd.data._openpose`). Settings layout: `<frame stem>_keypoints.json` (or `<frame
+  stem>.json`) in the frame's folder or, with `keypoints`, in `<keypoints>/<session>/<setting>/`;
+  a folder whose target is empty (out of frame) needs no XML.
+- A frame whose OpenPose file shows no head (the lab wrote `None` in its four box fields, a line
+  the reader rejects as a bad frame) is an error naming the file; with `skip_bad_frames` it is
+  left out (neither image nor line written), counted and logged. In the lab layout the other
+  frames keep their numbers, so that frame names still match the lab's files; in the settings
+  layout the kept frames are numbered in sequence.
 
 Nothing is written until every input has been read and checked, and no existing file is
 overwritten unless `force` is set. Bad input is one `DataError` naming the file (and line): an
 XML that does not parse, a missing or duplicated `head` box, an unknown target name (the names
 present are listed), a reversed box or one outside the image, an OpenPose file without a person
-or without two confident head keypoints (skipped with a warning and a count instead when
-`skip_bad_frames` is set), a frame listed twice (two images, or two keypoint files, for one frame
-name; a folder twice in the targets file).
+or without a usable head, a frame listed twice (two images, or two keypoint files, for one frame
+name; a folder twice in the targets file), an unknown test participant.
 """
 
 from __future__ import annotations
