@@ -28,6 +28,8 @@ Gaze: centre of the object's box: pringles (400, 250, 461, 330) -> (430.5, 290.0
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,8 @@ from PIL import Image
 from vtd.cli import main
 from vtd.data import SourceSpec, build_index
 from vtd.data._openpose import MissingHeadError, lab_head_box
+from vtd.data.errors import DataError
+from vtd.data.prepare import PrepareOptions, prepare
 
 SIZE = (640, 480)
 PARTICIPANTS = ("Gabriele", "Shiva")
@@ -328,3 +332,27 @@ def test_lab_rule_edges_as_the_labs_code_has_them() -> None:
     # A keypoint at (0, y) is present: only (0, 0) is missing. x 0..20: min_x -4 -> 0.
     edge = [(0.0, 200.0, 0.9), (20.0, 200.0, 0.9), MISSING, MISSING]
     assert lab_head_box(_one_person(edge), SIZE, where) == (0, 180, 24, 219)
+
+
+def test_folders_that_are_not_objects_are_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw, output = write_lab_miniature(tmp_path / "raw"), tmp_path / "out"
+    setting = raw / "Shiva" / SESSION / SETTING
+    # What the lab's own script left in a setting it had processed: frames, not an object.
+    (setting / "subsampled_frames").mkdir()
+    Image.new("RGB", SIZE).save(setting / "subsampled_frames" / "00000.ppm")
+    options = PrepareOptions(layout="lab", head_source="voc", every=2)
+    with caplog.at_level(logging.WARNING, logger="vtd.data._lab_raw"):
+        report = prepare(raw, output, options)
+    assert "left out 1 folder(s) without an rgb... frames folder (not objects): " in caplog.text
+    assert "subsampled_frames" in caplog.text
+    assert [len(clip.frames) for clip in report.clips] == [6, 6]
+
+    # Objects one level too high: the rgb folder directly in the setting is named as such.
+    flat = raw / "Gabriele" / SESSION / SETTING
+    for target, _ in OBJECTS:
+        shutil.rmtree(flat / target)
+    (flat / "rgb_input").mkdir()
+    with pytest.raises(DataError, match="frames folders directly in the setting"):
+        prepare(raw, tmp_path / "out2", options)

@@ -14,6 +14,11 @@ def natural_key(path: Path) -> tuple[list[int | str], str]:
     return [int(part) if part.isdigit() else part.lower() for part in parts], path.name
 
 
+def subfolders(path: Path) -> list[Path]:
+    """The folders in `path` in name order, hidden ones (`.DS_Store`'s kin) left out."""
+    return sorted(child for child in path.iterdir() if child.is_dir() and child.name[0] != ".")
+
+
 def frame_files(folder: Path) -> list[Path]:
     """Every image file PIL reads in `folder`, in natural order; none, or a name twice, is an error.
 

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from vtd.data._frame_files import frame_files
+from vtd.data._frame_files import frame_files, subfolders
 from vtd.data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ class LabSetting:
     frames: tuple[LabFrame, ...]
 
 
-def _subfolders(path: Path) -> list[Path]:
-    return sorted(child for child in path.iterdir() if child.is_dir() and child.name[0] != ".")
-
-
 def _is_frames_folder(folder: Path) -> bool:
     name = folder.name.lower()
     return "rgb" in name and "json" not in name and "openpose" not in name
@@ -68,7 +64,7 @@ def _is_keypoints_folder(folder: Path) -> bool:
 def _keypoint_files(object_folder: Path) -> dict[str, Path]:
     """The object's OpenPose files by frame stem; one frame with two files is an error."""
     by_stem: dict[str, Path] = {}
-    for folder in filter(_is_keypoints_folder, _subfolders(object_folder)):
+    for folder in filter(_is_keypoints_folder, subfolders(object_folder)):
         for path in sorted(folder.glob("*.json")):
             stem = path.stem.removesuffix(KEYPOINTS_SUFFIX)
             if stem in by_stem:
@@ -93,8 +89,8 @@ def _one_xml(setting: Path) -> Path:
 
 def _read_setting(participant: str, session: str, setting: Path, every: int) -> LabSetting:
     objects, ignored = [], []
-    for folder in _subfolders(setting):
-        frame_folders = [child for child in _subfolders(folder) if _is_frames_folder(child)]
+    for folder in subfolders(setting):
+        frame_folders = [child for child in subfolders(folder) if _is_frames_folder(child)]
         (objects if frame_folders else ignored).append((folder, frame_folders))
     if ignored:
         logger.warning(
@@ -104,7 +100,7 @@ def _read_setting(participant: str, session: str, setting: Path, every: int) -> 
             ", ".join(folder.name for folder, _ in ignored),
         )
     if not objects:
-        if any(_is_frames_folder(child) for child in _subfolders(setting)):
+        if any(_is_frames_folder(child) for child in subfolders(setting)):
             raise DataError(
                 "frames folders directly in the setting: expected "
                 "<participant>/<session>/<setting>/<object>/rgb.../",
@@ -124,16 +120,16 @@ def read_lab_layout(root: Path, every: int) -> list[LabSetting]:
     """Every setting under `root`, in name order; a level without folders is an error."""
     if not root.is_dir():
         raise DataError("source folder not found", root)
-    participants = _subfolders(root)
+    participants = subfolders(root)
     if not participants:
         raise DataError("no <participant>/<session>/<setting>/<object> folders found", root)
     settings = []
     for participant in participants:
-        sessions = _subfolders(participant)
+        sessions = subfolders(participant)
         if not sessions:
             raise DataError("no <session> folders in this participant folder", participant)
         for session in sessions:
-            setting_folders = _subfolders(session)
+            setting_folders = subfolders(session)
             if not setting_folders:
                 raise DataError("no <setting> folders in this session folder", session)
             settings.extend(

@@ -77,7 +77,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vtd.data._frame_files import frame_files
+from vtd.data._frame_files import frame_files, subfolders
 from vtd.data._lab_raw import LabSetting, read_lab_layout
 from vtd.data._oa import COLUMNS
 from vtd.data._openpose import HeadBoxRule, MissingHeadError, head_box
@@ -201,19 +201,15 @@ class _ClipPlan:
     rows: list[_Row]
 
 
-def _subfolders(path: Path) -> list[Path]:
-    return sorted(child for child in path.iterdir() if child.is_dir() and child.name[0] != ".")
-
-
 def _discover(source: Path) -> list[_Folder]:
     if not source.is_dir():
         raise DataError("source folder not found", source)
-    sessions = _subfolders(source)
+    sessions = subfolders(source)
     if not sessions:
         raise DataError("no <session>/<setting> folders found", source)
     folders = []
     for session in sessions:
-        settings = _subfolders(session)
+        settings = subfolders(session)
         if not settings:
             # Frames one level too high would otherwise be left out without a word.
             raise DataError("no <setting> folders in this session folder", session)
