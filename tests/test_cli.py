@@ -47,6 +47,15 @@ def test_a_bad_sweep_file_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 def test_dry_run_lists_the_trials_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from _data_factory import write_dataset
+
+    # A dry run checks the data too: it has to be there.
+    write_dataset(
+        tmp_path / "data" / "objectattention",
+        layout="objectattention",
+        shows=["P01", "P02", "P03"],
+        subset_of={"P03": "test"},
+    )
     path = tmp_path / "sweep.yaml"
     path.write_text(SWEEP)
     assert main(["run", str(path), "--dry-run"]) == 0

@@ -65,8 +65,21 @@ search_space:
 """
 
 
+def _write_data(folder: Path) -> None:
+    """SMALL's data (three participants, one of them test), for commands that check it."""
+    from _data_factory import write_dataset
+
+    write_dataset(
+        folder / "data" / "objectattention",
+        layout="objectattention",
+        shows=["P01", "P02", "P03"],
+        subset_of={"P03": "test"},
+    )
+
+
 def _queued_study(folder: Path, text: str = SMALL) -> Sweep:
     folder.mkdir(parents=True, exist_ok=True)
+    _write_data(folder)
     path = folder / "sweep.yaml"
     path.write_text(text)
     sweep = load_sweep(path)
@@ -256,6 +269,7 @@ def test_a_locked_mlflow_store_is_waited_for_then_explained(tmp_path: Path) -> N
 def test_an_unreachable_storage_is_one_line_without_the_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _write_data(tmp_path)  # checked before the storage is reached
     path = tmp_path / "sweep.yaml"
     path.write_text(SMALL)
     url = "postgresql+psycopg2://vtd:secret@127.0.0.1:1/optuna"  # nothing listens on port 1
@@ -271,6 +285,7 @@ def test_an_unreachable_mlflow_server_is_one_line_and_exit_code_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # refused at once, not retried
+    _write_data(tmp_path)  # checked before the storage is reached
     path = tmp_path / "sweep.yaml"
     path.write_text(SMALL)
     assert main(["worker", str(path), "--tracking-uri", "http://127.0.0.1:1"]) == 1

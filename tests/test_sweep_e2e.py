@@ -386,6 +386,15 @@ def test_force_new_replaces_a_changed_study(tmp_path: Path, mlflow_template: Pat
         "training: {model: {variant: small}}\n"
         "search_space: {batch_size: [2, 4]}\n"
     )
+    from _data_factory import write_dataset
+
+    # The data is checked before the study is made: it has to be there.
+    write_dataset(
+        tmp_path / "data" / "objectattention",
+        layout="objectattention",
+        shows=["A", "B", "C"],
+        subset_of={"C": "test"},
+    )
     (tmp_path / "studies").mkdir()
     shutil.copyfile(mlflow_template, tmp_path / "studies" / "mlflow.db")
     path = tmp_path / "sweep.yaml"

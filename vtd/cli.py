@@ -7,8 +7,9 @@
     vtd-sweep ui FILE [--port PORT]
     vtd-sweep eval --weights FILE_OR_FOLDER (--data FOLDER ... | --sweep FILE) [...]
     vtd-sweep prepare SOURCE OUTPUT --target NAME | --targets CSV [...]
+    vtd-sweep data FILE [--csv]
 
-A bad sweep file (or bad input to `prepare`) is one line on stderr and exit code 2.
+A bad sweep file, a data error (or bad input to `prepare`) is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -384,6 +385,57 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from vtd.data.errors import DataError
+    from vtd.data.summary import summarize
+    from vtd.sweep.config import load_sweep
+    from vtd.sweep.datacheck import check_sweep_data
+
+    sweep = load_sweep(args.file)
+    try:
+        checked = check_sweep_data(sweep)
+        parts = []
+        for item in checked:
+            rows = summarize(item.index, item.splits, item.variant.config.group_by)
+            if len(checked) > 1:
+                rows.insert(0, "variant", item.variant.label)
+            parts.append(rows)
+    except DataError as error:
+        raise _UsageError(f"data: {error}") from None
+    table = pd.concat(parts, ignore_index=True)
+    if args.csv:
+        sys.stdout.write(table.to_csv(index=False))
+        return 0
+    console = Console()
+    # One table per data variant, one column per (split, source): rows are the quantities.
+    for item, rows in zip(checked, parts, strict=True):
+        title = f"{args.file}" + (f" ({item.variant.label})" if item.variant.label else "")
+        shown = Table(title=title, title_justify="left")
+        shown.add_column("")
+        for split, source in zip(rows["split"], rows["source"], strict=True):
+            shown.add_column(f"{split}\n{source}")
+        for column in rows.columns:
+            if column in ("variant", "split", "source"):
+                continue
+            values = rows[column]
+            cells = [f"{value:.1%}" for value in values] if column == "in_frame" else values
+            shown.add_row(column.replace("_", " "), *(str(value) for value in cells))
+        console.print(shown)
+    skipped = list({id(item.index): item.index for item in checked}.values())
+    for index in skipped:
+        for frame in index.skipped[:_SKIPPED_SHOWN]:
+            where = f"{frame.annotation_file}:{frame.line}" if frame.line else frame.annotation_file
+            console.print(f"skipped {where}: {frame.reason}", markup=False, soft_wrap=True)
+        if len(index.skipped) > _SKIPPED_SHOWN:
+            console.print(f"... and {len(index.skipped) - _SKIPPED_SHOWN} more skipped frames")
+    return 0
+
+
+_SKIPPED_SHOWN = 10
+
+
 class _UsageError(Exception):
     """Bad input from the command line: one line, exit code 2."""
 
@@ -515,6 +567,15 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--skip-bad-frames", action="store_true")
     prep.add_argument("--keypoints", type=Path, help="OpenPose JSON folder (openpose source)")
     prep.set_defaults(handler=_prepare)
+
+    data = commands.add_parser(
+        "data",
+        help="what the sweep's data is, per split and source (clips, frames, image sizes, "
+        "formats, skipped frames, groups), before any trial",
+    )
+    data.add_argument("file", type=Path, help="the sweep file (YAML)")
+    data.add_argument("--csv", action="store_true", help="print the rows as CSV")
+    data.set_defaults(handler=_data)
     return parser
 
 

@@ -1,10 +1,11 @@
 """The reader interface that every annotation format implements, and what readers return.
 
 A format is one module with one `AnnotationReader` subclass, listed in `_formats.READERS`;
-nothing else in the package knows which formats exist. A reader says whether a file is its
-format from the file's first line, and turns each data line into an `AnnotationRow`, raising
-`RowError` with a reason when the line is malformed. Where the error goes (stop, or skip and
-count) is decided by the index, not by the reader.
+nothing else in the package knows which formats exist. A reader says whether a file's first
+line is its header, or a data line of its format (for detection, `format: auto`), and turns
+each data line into an `AnnotationRow`, raising `RowError` with a reason (and the kind of bad
+frame it is) when the line cannot be used. Where the error goes (stop, or skip and count) is
+decided by the index, not by the reader.
 """
 
 from __future__ import annotations
@@ -18,8 +19,19 @@ from typing import ClassVar
 NUMERIC_COLUMNS = ("xmin", "ymin", "xmax", "ymax", "gazex", "gazey")
 
 
+MALFORMED = "malformed lines"
+
+
 class RowError(ValueError):
-    """One annotation line is malformed; the message says why (the caller adds file and line)."""
+    """One annotation line cannot be used; the message says why (the caller adds file and line).
+
+    `kind` names the sort of bad frame in counts of skipped frames ("malformed lines",
+    "no head detected").
+    """
+
+    def __init__(self, message: str, kind: str = MALFORMED) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -33,15 +45,18 @@ class AnnotationRow:
 
 
 class AnnotationReader(ABC):
-    """One annotation format: recognise it from the first line and parse its data lines."""
+    """One annotation format: recognise its header or data lines, and parse its data lines."""
 
     name: ClassVar[str]
-    header_lines: ClassVar[int]
-    """How many lines at the top of a file are not data."""
+
+    def is_header(self, first_fields: list[str]) -> bool:
+        """Whether a first line splitting into `first_fields` is this format's header."""
+        return False
 
     @abstractmethod
     def claims(self, first_fields: list[str]) -> bool:
-        """Whether a file whose first non-blank line splits into `first_fields` is this format."""
+        """Whether a headerless file whose first line splits into `first_fields` looks like
+        this format (asked only when detecting, in the order of `_formats.READERS`)."""
 
     @abstractmethod
     def parse(self, fields: list[str], line: int) -> AnnotationRow:
@@ -76,6 +91,11 @@ def parse_frame_row(fields: list[str], line: int, columns: tuple[str, ...]) -> A
         parse_number(text, column) for text, column in zip(fields[1:], columns[1:], strict=True)
     )
     return AnnotationRow(line=line, frame=frame, box=(x0, y0, x1, y1), gaze=(gaze_x, gaze_y))
+
+
+def header_words(fields: list[str]) -> tuple[str, ...]:
+    """A header line's column names, lower case, whether separated by commas or spaces."""
+    return tuple(word.lower() for field in fields for word in field.split())
 
 
 def looks_numeric(text: str) -> bool:

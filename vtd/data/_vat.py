@@ -15,7 +15,6 @@ COLUMNS = ("path", "xmin", "ymin", "xmax", "ymax", "gazex", "gazey")
 
 class VideoAttentionTargetReader(AnnotationReader):
     name: ClassVar[str] = "videoattentiontarget"
-    header_lines: ClassVar[int] = 0
 
     def claims(self, first_fields: list[str]) -> bool:
         # Headerless: the first line is already data, so some value after the frame name is

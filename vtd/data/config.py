@@ -26,6 +26,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 GroupBy = Literal["show", "person"]
+# The readers' names (vtd.data._formats.FORMAT_NAMES), or detection per file.
+AnnotationFormat = Literal["auto", "objectattention", "videoattentiontarget"]
 
 
 class _Strict(BaseModel):
@@ -36,8 +38,11 @@ class SourceSpec(_Strict):
     """One data set on disk: `<root>/<images>/<show>/<clip>/<frame>.<ext>` and
     `<root>/<annotations>/<subset>/<show>/<clip>/<person>.txt`.
 
-    The annotation format (VideoAttentionTarget or ObjectAttention) is detected per file, and
-    images are found whatever their extension, so one source may even mix both.
+    The annotation format (VideoAttentionTarget or ObjectAttention) is detected per file
+    (`format: auto`), and images are found whatever their extension, so one source may even
+    mix both. A named `format` never guesses: a file with that format's header has it skipped,
+    any other file is read from its first line as data (a headerless ObjectAttention file then
+    keeps its first frame, which the lab's pandas reader, `header=0`, dropped).
     """
 
     root: Path = Field(description="data set folder, relative to the config's base directory")
@@ -49,6 +54,11 @@ class SourceSpec(_Strict):
     subsets: tuple[str, ...] | None = Field(
         default=None,
         description="annotation subfolders to index (e.g. [train, test]); None: all of them",
+    )
+    format: AnnotationFormat = Field(
+        default="auto",
+        description="annotation format of every file: auto (detected per file from its first "
+        "line), objectattention or videoattentiontarget",
     )
 
     @property
@@ -157,10 +167,10 @@ class DataConfig(_Strict):
     on_bad_frame: Literal["error", "skip"] = Field(
         default="error",
         description=(
-            "error: the first bad frame (malformed line, bad box or gaze, missing image, "
-            "repeated frame) stops indexing with its file and line; skip: such frames are "
-            "left out and counted in one warning. Empty files and clips left without frames "
-            "are errors either way."
+            "error: the first bad frame (malformed line, no head detected, bad box or gaze, "
+            "missing image, repeated frame) stops indexing with its file and line; skip: such "
+            "frames are left out, counted in one warning and in `vtd-sweep data`. Empty files "
+            "and clips left without frames are errors either way."
         ),
     )
     smoothing_window: int = Field(default=11, ge=1, description="head-box moving average (odd)")

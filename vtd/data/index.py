@@ -7,9 +7,10 @@ result is a list of `Clip`s holding only paths and numbers: no pixels are read h
 image header per clip, for its size.
 
 Bad input stops with one `DataError` naming the file and line. With `on_bad_frame="skip"`,
-frame-level problems (malformed line, bad box or gaze, missing image, repeated frame) drop the
-frame instead and are counted in one warning; an empty file, or a clip left with no frame, is
-still an error: a clip never disappears silently.
+frame-level problems (malformed line, no head detected, bad box or gaze, missing image,
+repeated frame) drop the frame instead and are counted in one warning and in the
+`DataIndex` that `index_data` returns (for `vtd-sweep data`); an empty file, or a clip left
+with no frame, is still an error: a clip never disappears silently.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Literal
 
 import numpy as np
 
-from vtd.data._base import AnnotationReader, AnnotationRow, RowError
-from vtd.data._formats import detect_format
+from vtd.data._base import AnnotationRow, RowError
+from vtd.data._formats import FileFormat, file_format
 from vtd.data.config import DataConfig, SourceSpec
 from vtd.data.errors import DataError
 from vtd.data.images import AmbiguousImageError, ImageFolders, image_size
@@ -85,6 +86,27 @@ class Clip:
         return ~np.all(self.gaze == -1, axis=1)
 
 
+@dataclass(frozen=True)
+class SkippedFrame:
+    """A bad frame left out under `on_bad_frame="skip"`: where, what kind, and why."""
+
+    annotation_file: Path
+    line: int | None
+    kind: str
+    """E.g. "malformed lines", "no head detected", "missing images"."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class DataIndex:
+    """What indexing found: the clips, the frames skipped, and how each file was read."""
+
+    clips: list[Clip]
+    skipped: list[SkippedFrame]
+    formats: dict[Path, FileFormat]
+    """Annotation file -> its format (reader, and whether it had a header)."""
+
+
 @dataclass
 class _Problems:
     """Stops at the first bad frame, or counts and skips them (`on_bad_frame="skip"`)."""
@@ -92,6 +114,7 @@ class _Problems:
     mode: OnBadFrame
     counts: Counter[str] = field(default_factory=Counter)
     first: DataError | None = None
+    skipped: list[SkippedFrame] = field(default_factory=list)
 
     def frame(self, kind: str, error: DataError) -> None:
         if self.mode == "error":
@@ -100,6 +123,8 @@ class _Problems:
         self.counts[kind] += 1
         if self.first is None:
             self.first = error
+        assert error.path is not None, "a bad frame is always located in its annotation file"
+        self.skipped.append(SkippedFrame(error.path, error.line, kind, error.reason))
 
     def warn(self) -> None:
         if self.counts:
@@ -150,24 +175,26 @@ def _check_values(row: AnnotationRow, size: tuple[int, int]) -> tuple[float, flo
     return min(max(gaze_x, 0.0), float(width)), min(max(gaze_y, 0.0), float(height))
 
 
-def _read_rows(path: Path, problems: _Problems) -> tuple[AnnotationReader, list[AnnotationRow]]:
+def _read_rows(
+    path: Path, problems: _Problems, format: str
+) -> tuple[FileFormat, list[AnnotationRow]]:
     lines = _lines(path)
     first = next(lines, None)
     if first is None:
         raise DataError("empty annotation file: no header and no frame", path)
-    reader = detect_format(path, first[1], first[0])
+    found = file_format(path, first[1], first[0], format)
     rows: list[AnnotationRow] = []
-    data_lines = lines if reader.header_lines else iter([first, *lines])
+    data_lines = lines if found.has_header else iter([first, *lines])
     seen_lines = 0
     for number, fields in data_lines:
         seen_lines += 1
         try:
-            rows.append(reader.parse(fields, number))
+            rows.append(found.reader.parse(fields, number))
         except RowError as error:
-            problems.frame("malformed lines", DataError(str(error), path, number))
+            problems.frame(error.kind, DataError(str(error), path, number))
     if seen_lines == 0:
-        raise DataError(f"empty annotation file: a header and no frame ({reader.name})", path)
-    return reader, rows
+        raise DataError(f"empty annotation file: a header and no frame ({found.label})", path)
+    return found, rows
 
 
 def _read_clip(
@@ -179,10 +206,13 @@ def _read_clip(
     folders: ImageFolders,
     problems: _Problems,
     smoothing_window: int,
+    format: str,
+    formats: dict[Path, FileFormat],
 ) -> Clip:
     show, clip_name, person = path.parent.parent.name, path.parent.name, path.stem
     image_folder = image_root / show / clip_name
-    reader, rows = _read_rows(path, problems)
+    found, rows = _read_rows(path, problems, format)
+    formats[path] = found
     seen: dict[Path, int] = {}  # image -> line: `0001` and `0001.jpg` are the same frame
     size: tuple[int, int] | None = None
     frames: list[Path] = []
@@ -220,7 +250,7 @@ def _read_clip(
         raise DataError(f"no usable frame left in this clip ({len(rows)} lines read)", path)
     boxes = smooth_track(np.array([row.box for row in kept], dtype=np.float64), smoothing_window)
     return Clip(
-        source=reader.name,
+        source=found.reader.name,
         dataset=dataset,
         subset=subset,
         show=show,
@@ -277,6 +307,19 @@ def build_index(
     `on_bad_frame` and `smoothing_window` default to the `DataConfig`'s values when one is
     given, else to "error" and the published 11 frames.
     """
+    return index_data(
+        sources, base_dir, on_bad_frame=on_bad_frame, smoothing_window=smoothing_window
+    ).clips
+
+
+def index_data(
+    sources: DataConfig | SourceSpec | Sequence[SourceSpec],
+    base_dir: Path | str = ".",
+    *,
+    on_bad_frame: OnBadFrame | None = None,
+    smoothing_window: int | None = None,
+) -> DataIndex:
+    """`build_index`, with the frames it skipped and the format of each file."""
     if isinstance(sources, DataConfig):
         specs: Sequence[SourceSpec] = sources.sources
         on_bad_frame = on_bad_frame or sources.on_bad_frame
@@ -288,6 +331,7 @@ def build_index(
     problems = _Problems(on_bad_frame or "error")
     window = smoothing_window or SMOOTHING_WINDOW
     clips: list[Clip] = []
+    formats: dict[Path, FileFormat] = {}
     for spec in specs:
         root = spec.resolve(base_dir)
         if not root.is_dir():
@@ -303,6 +347,8 @@ def build_index(
                     folders=folders,
                     problems=problems,
                     smoothing_window=window,
+                    format=spec.format,
+                    formats=formats,
                 )
             )
     problems.warn()
@@ -312,4 +358,4 @@ def build_index(
         sum(len(clip) for clip in clips),
         len(specs),
     )
-    return clips
+    return DataIndex(clips=clips, skipped=problems.skipped, formats=formats)

@@ -12,6 +12,10 @@ data and the demo's pretrained checkpoint if a trial needs it.
 `join_study` is what `vtd-sweep worker` does first: the same preparation under the same lock
 when the study does not exist yet (the first of many workers makes it, the others wait and
 join it), else only this machine's part.
+
+Before any of that, and before `plan` (`--dry-run`), `check_data` indexes every split of
+every data variant on this machine: a data error is a `PreparationError` naming the file and
+line, raised before anything is written to Optuna or MLflow.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from vtd.data.demo import ensure_demo
+from vtd.data.errors import DataError
 from vtd.sweep.child import TrainingRequest
 from vtd.sweep.config import Sweep
+from vtd.sweep.datacheck import check_sweep_data
 from vtd.sweep.heartbeat import recover_lost_trials
 from vtd.sweep.pool import run_local_workers, worker_specs
 from vtd.sweep.runner import TrialLauncher
@@ -85,8 +91,28 @@ class SweepOutcome:
     worker_errors: list[str] = field(default_factory=list)
 
 
+def check_data(sweep: Sweep, say: EventSink | None = None) -> None:
+    """Index and split the sweep's data (every variant) before any study or trial exists.
+
+    Raises `PreparationError` with the `DataError`'s one line (file and line); frames skipped
+    under `on_bad_frame: skip` are counted in a notice."""
+    try:
+        checked = check_sweep_data(sweep)
+    except DataError as error:
+        raise PreparationError(f"data: {error}") from None
+    skipped = {id(item.index): len(item.index.skipped) for item in checked}
+    if sum(skipped.values()) and say is not None:
+        say(
+            Notice(
+                f"data: {sum(skipped.values())} bad frame(s) skipped (on_bad_frame: skip); "
+                f"`vtd-sweep data {sweep.path}` says which and why"
+            )
+        )
+
+
 def plan(sweep: Sweep) -> Plan:
     """The plan for the study as it stands, writing nothing (for `--dry-run`)."""
+    check_data(sweep)
     trials = []
     if study_exists(sweep):
         trials = open_sweep_study(sweep, create=False).study.get_trials(deepcopy=False)
@@ -184,6 +210,7 @@ def prepare(
 ) -> Plan:
     """Everything before the workers start (see the module docstring); returns the plan."""
     say = events or _ignore
+    check_data(sweep, say)
     with _study_lock(sweep):
         study_plan = _prepare_study(sweep, force_new=force_new, say=say)
     _prepare_machine(sweep, launcher, say, stop)
@@ -200,6 +227,7 @@ def join_study(
     """Before a worker's first claim: prepare the study if nobody has (returns its plan),
     and this machine's demo data and weights."""
     say = events or _ignore
+    check_data(sweep, say)
     study_plan = None
     with _study_lock(sweep):
         if not study_exists(sweep):
