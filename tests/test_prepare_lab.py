@@ -298,10 +298,6 @@ def test_lab_layout_bad_input_is_one_line(
     assert not output.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reader fixed on branch i10-data: today it rejects the lab's space-separated header",
-)
 def test_the_index_reads_the_labs_files_back(tmp_path: Path) -> None:
     raw, output = write_lab_miniature(tmp_path / "raw"), tmp_path / "out"
     assert (
