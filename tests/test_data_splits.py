@@ -258,3 +258,16 @@ def test_named_splits_are_validated(lab):
     )
     with pytest.raises(DataError, match=r"data.groups.Shiva: 'Shiva-\*' matches no show folder"):
         make_splits(clips, data)
+
+
+def test_train_may_be_several_selections_added_up(tv):
+    clips = build_index(DataConfig(sources=["vat"]), tv)
+    data = DataConfig(
+        sources=["vat"], train=[{"shows": ["Suits"]}, {"shows": ["star wars", "Suits"]}], test=None
+    )
+    selected = make_splits(clips, data).train
+    assert shows(selected) == {"Suits", "Star Wars"}
+    assert len(selected) == len({clip.key for clip in selected})  # each clip once
+    data = DataConfig(sources=["vat"], train=[{"shows": ["Suits"]}, {"shows": ["Veep"]}], test=None)
+    with pytest.raises(DataError, match=r"^data.train.1.shows: 'Veep' matches no show folder"):
+        make_splits(clips, data)

@@ -170,6 +170,8 @@ class DataConfig(_Strict):
     the test clips, so listing test shows is enough); `test: null` runs without a test split.
     `validation` is either a selection like `train` (its clips are taken out of train) or
     `{groups: n}`: n training groups held out. No clip may fall in both train and test.
+    `train` and `test` may also be lists of selections, whose clips add up (one source's
+    training subset plus some shows of another's).
     """
 
     sources: tuple[SourceSpec, ...] = Field(min_length=1)
@@ -177,9 +179,9 @@ class DataConfig(_Strict):
         default="show",
         description="unit of folds and hold-outs: show (session, participant) or person",
     )
-    train: SplitSpec = SplitSpec(subsets=("train",))
+    train: SplitSpec | tuple[SplitSpec, ...] = SplitSpec(subsets=("train",))
     validation: HoldOut | SplitSpec | None = None
-    test: SplitSpec | None = SplitSpec(subsets=("test",))
+    test: SplitSpec | tuple[SplitSpec, ...] | None = SplitSpec(subsets=("test",))
     cross_validation: CrossValidation | None = None
     show_aliases: dict[str, str] = Field(
         default_factory=dict,

@@ -147,6 +147,23 @@ def select_clips(
     return selected
 
 
+def select_any(
+    clips: Sequence[Clip],
+    specs: SplitSpec | Sequence[SplitSpec],
+    where: str,
+    aliases: Mapping[str, str] | None = None,
+) -> list[Clip]:
+    """The clips of one selection, or of a list of selections added up, in index order."""
+    if isinstance(specs, SplitSpec):
+        return select_clips(clips, specs, where, aliases)
+    keys = {
+        clip.key
+        for index, spec in enumerate(specs)
+        for clip in select_clips(clips, spec, f"{where}.{index}", aliases)
+    }
+    return [clip for clip in clips if clip.key in keys]
+
+
 def _shuffled_groups(clips: Sequence[Clip], by: GroupBy, seed: int) -> list[GroupKey]:
     groups = sorted({group_key(clip, by) for clip in clips})
     order = np.random.default_rng(seed).permutation(len(groups))
@@ -269,11 +286,9 @@ def make_splits(clips: Sequence[Clip], config: DataConfig) -> Splits:
     if config.cross_validation is not None:
         train, test = _cross_validate(clips, config.cross_validation, by)
     else:
-        train = select_clips(clips, config.train, "data.train", aliases)
+        train = select_any(clips, config.train, "data.train", aliases)
         test = (
-            select_clips(clips, config.test, "data.test", aliases)
-            if config.test is not None
-            else []
+            select_any(clips, config.test, "data.test", aliases) if config.test is not None else []
         )
         if "train" not in config.model_fields_set:
             # The default train split is "the rest": listing test shows is enough.
