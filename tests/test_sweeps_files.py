@@ -338,3 +338,24 @@ def test_each_file_runs_shrunk_and_reports(project: Path, name: str) -> None:
         assert len(table) == len(CUDA_ERRORS)
         assert all("CUDA error!" in line for line in table)
         assert all("no such configuration in this study" in line for line in table)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"settings": {"batch_sizes": 8}, "note": "x"}, "'batch_sizes' is not a training setting"),
+        ({"settings": {"batch_size": 8}}, "a published row needs auc, dist or a note"),
+        ({"settings": {"batch_size": 8}, "auc": 1.5}, "less than or equal to 1"),
+    ],
+)
+def test_a_bad_published_row_is_one_line_naming_it(project: Path, row: dict, message: str) -> None:
+    from vtd.sweep.config import SweepFileError
+
+    raw = yaml.safe_load((project / "sweeps" / "oa_batch_chunk_grid.yaml").read_text())
+    raw["report"]["published"]["rows"] = [row]
+    path = project / "sweeps" / "bad_published.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(SweepFileError) as error:
+        load_sweep(path)
+    text = str(error.value)
+    assert "report" in text and "published" in text and message in text and "\n" not in text
