@@ -334,6 +334,15 @@ def test_each_file_runs_shrunk_and_reports(project: Path, name: str) -> None:
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             assert cells[4] != "—" and cells[5] != "—" and cells[6] == "n=1"
         assert "0.8569, 0.8334, 0.8017" in section and "0.7803" in section
+        # "not trained" is our epoch 0 on test, read from MLflow
+        number = next(
+            n
+            for n, w in zip(trials["number"], trials["initial_weights"], strict=True)
+            if TEMPORAL in str(w)
+        )
+        zero_shot = epochs[(epochs["number"] == number) & (epochs["epoch"] == 0)]["test_auc"]
+        (line,) = [row for row in table if TEMPORAL in row and "not trained" in row]
+        assert f"| {zero_shot.iloc[0]:.3f} |" in line
     else:  # the lab's CUDA errors, beside cells this shrunk study did not run
         assert len(table) == len(CUDA_ERRORS)
         assert all("CUDA error!" in line for line in table)
