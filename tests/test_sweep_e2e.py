@@ -158,10 +158,11 @@ def test_every_outcome_for_real(tmp_path: Path, shared_cache: Path, mlflow_templ
     for batch in (1, 2):
         number = int(row(7e-4, batch)["number"])
         mine = epochs[epochs["number"] == number]
-        assert list(mine["epoch"]) == [1]
-        assert mine["val_auc"].iloc[0] == pytest.approx(row(7e-4, batch)["value"])
-        for key in ("val_dist", "val_ap", "val_loss", "test_auc", "train_loss", "epoch_seconds"):
+        assert list(mine["epoch"]) == [0, 1]  # epoch 0: the initial weights, evaluated
+        assert mine["val_auc"].iloc[1] == pytest.approx(row(7e-4, batch)["value"])
+        for key in ("val_dist", "val_ap", "val_loss", "test_auc", "epoch_seconds"):
             assert key in mine.columns and mine[key].notna().all(), key
+        assert list(mine["train_loss"].notna()) == [False, True]  # nothing trained at epoch 0
         artifacts = {
             item.path for item in client.list_artifacts(runs[number].info.run_id, "checkpoints")
         }
@@ -254,7 +255,7 @@ def test_the_pruner_stops_a_trial_after_the_epoch_it_judged(
     run = mlflow_runs(sweep)[ended.number]
     assert run.info.status == "KILLED" and run.data.tags["state"] == "PRUNED"
     history = MlflowClient(sweep.tracking_uri).get_metric_history(run.info.run_id, "val_dist")
-    assert [metric.step for metric in history] == [1]
+    assert [metric.step for metric in history] == [0, 1]  # epoch 0 logged, never judged
 
 
 GRID = (
@@ -287,7 +288,7 @@ def test_a_grid_runs_each_cell_once_and_resumes(
     assert sweep.weights.demo_checkpoint.is_file()
     epochs = epochs_frame(sweep)
     for number in trials["number"]:
-        assert list(epochs[epochs["number"] == number]["epoch"]) == [1, 2]
+        assert list(epochs[epochs["number"] == number]["epoch"]) == [0, 1, 2]
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "0 trial(s) to run" in second.stdout
@@ -362,7 +363,7 @@ def test_ctrl_c_marks_the_trial_interrupted_and_it_runs_again(
         for metric in MlflowClient(sweep.tracking_uri).get_metric_history(
             run.info.run_id, "val_auc"
         )
-    ][:1] == [1]
+    ][:2] == [0, 1]
     again = plan(sweep)
     assert [item.retry_of for item in again.queued] == [(0,)]
 

@@ -179,7 +179,8 @@ def test_the_grid_draws_the_mlflow_metrics(
     assert len(drawn) == 2
     for line, values in zip(drawn, expected, strict=True):
         assert line == pytest.approx(values, rel=1e-12)
-    assert [list(line.get_xdata()) for line in clean.get_lines()] == [[1, 2], [1, 2]]
+    # each curve starts at epoch 0: the initial weights, evaluated before training
+    assert [list(line.get_xdata()) for line in clean.get_lines()] == [[0, 1, 2], [0, 1, 2]]
     assert sum(isinstance(c, PolyCollection) for c in clean.collections) == 2
     # batch 1, chunk 4: only the checkpoint's line (fresh failed), only its complete seed:
     # the killed seed's first epoch is in MLflow but not drawn
@@ -317,3 +318,26 @@ def test_a_cell_without_trials_says_so_in_the_grid_and_the_heatmap(tables: Study
 )
 def test_out_of_memory_figures_name_what_ran_out(attrs: dict, figure: str) -> None:
     assert out_of_memory_figure(attrs) == figure
+
+
+def test_epoch_zero_is_logged_and_drawn_but_never_the_objective(
+    sweep: Sweep, tables: StudyTables, optuna_trials: list, metrics: dict
+) -> None:
+    complete = [t for t in optuna_trials if t.state == TrialState.COMPLETE]
+    assert complete
+    objective = f"val_{sweep.file.objective.metric}"
+    for trial in complete:
+        logged = metrics[trial.number][objective]
+        assert sorted(logged) == [0, 1, 2]  # step 0: the initial weights
+        assert "train_loss" in metrics[trial.number]
+        assert 0 not in metrics[trial.number]["train_loss"]  # nothing trained at epoch 0
+        # Optuna (value, pruner's intermediate values, best epoch) sees epochs 1 and 2 only
+        assert sorted(trial.intermediate_values) == [1, 2]
+        assert trial.user_attrs["best_epoch"] in (1, 2)
+        assert trial.value == max(logged[1], logged[2])
+        assert trial.user_attrs["best_val_auc"] == max(logged[1], logged[2])
+        assert trial.user_attrs["initial_val_auc"] == logged[0]
+        assert trial.user_attrs["epochs_done"] == 2
+    # the plot data holds epoch 0 for every trial with curves
+    curves = tables.curves([t.number for t in complete])
+    assert set(curves.groupby("number")["epoch"].min()) == {0}

@@ -132,7 +132,8 @@ def test_on_epoch_can_stop_the_run(tiny_demo_data, tmp_path):
         return True
 
     result = finetune(config(tiny_demo_data, tmp_path, epochs=3), stop_after_first)
-    assert [r.epoch for r in seen] == [1] and result.stopped_early
+    # epoch 0 (the initial weights) is seen, but only a training epoch can stop the run
+    assert [r.epoch for r in seen] == [0, 1] and result.stopped_early
 
     def raise_stop(record: EpochRecord) -> None:
         raise StopTraining
@@ -206,3 +207,39 @@ def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path):
 def test_fp16_is_refused_when_auto_picks_the_cpu(tiny_demo_data, tmp_path):
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         FineTuning(config(tiny_demo_data, tmp_path, device="auto", precision="fp16"))
+
+
+def test_epoch_zero_evaluates_the_initial_weights_before_training(tiny_demo_data, tmp_path):
+    from vtd.data import load_splits
+    from vtd.evaluate.loop import EvaluationData, evaluate
+
+    weights = tmp_path / "initial.pt"
+    torch.manual_seed(5)
+    save_checkpoint(VTD(SMALL), weights)
+    data = tiny_demo_data  # one session held out for validation, and a test split
+    seen: list[EpochRecord] = []
+    result = finetune(
+        config(data, tmp_path, epochs=1, initial_weights=weights, checkpoints="best_last"),
+        seen.append,
+    )
+    assert [r.epoch for r in seen] == [0, 1]
+    initial = seen[0]
+    assert result.initial == initial and [r.epoch for r in result.records] == [1]
+    assert initial.train_loss is None and initial.checkpoint is None
+    assert initial.validation is not None and initial.test is not None
+    # the numbers are those of the untrained checkpoint, evaluated on its own
+    model = VTD(SMALL)
+    load_checkpoint(model, weights)
+    test_clips = load_splits(data).test
+    loaded = EvaluationData(test_clips, batch_size=4, chunk_size=3, cache="off")
+    expected = evaluate(model, loaded, device=torch.device("cpu")).metrics
+    loaded.close()
+    assert initial.test.auc == pytest.approx(expected.auc)
+    assert initial.test.dist == pytest.approx(expected.dist)
+    # never "best": the best checkpoint is a trained epoch's
+    sidecar = json.loads(result.best_checkpoint.with_suffix(".json").read_text())
+    assert sidecar["epoch"] == 1
+
+    skipped: list[EpochRecord] = []
+    finetune(config(data, tmp_path, epochs=1, evaluate_initial=False), skipped.append)
+    assert [r.epoch for r in skipped] == [1]

@@ -16,6 +16,15 @@ never test)::
       sources: [data/objectattention]
       cross_validation: {folds: 5, fold: 2}
       validation: {groups: 2}
+
+Named splits (the lab's participant splits), one chosen by `split`, which a sweep searches::
+
+    data:
+      sources: [data/objectattention]
+      groups: {Shiva: ["Shiva_*"], Gabriele: ["Gabriele_*"]}   # participant -> sessions
+      splits:
+        shiva: {validation: [Gabriele], test: [Shiva]}
+      split: shiva
 """
 
 from __future__ import annotations
@@ -116,6 +125,24 @@ class CrossValidation(_Strict):
         return self
 
 
+class NamedSplit(_Strict):
+    """One split named in `DataConfig.splits`: the groups tested and held out for validation;
+    every other group of the pool trains. A group is a name of `DataConfig.groups` (e.g. a
+    participant) or a show name (compared ignoring case, spaces and punctuation)."""
+
+    test: tuple[str, ...] = Field(min_length=1, description="groups of the test split")
+    validation: tuple[str, ...] = Field(
+        default=(), description="groups held out for validation (model selection)"
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> NamedSplit:
+        both = sorted(set(self.test) & set(self.validation))
+        if both:
+            raise ValueError(f"in both test and validation: {both}")
+        return self
+
+
 class AugmentationConfig(_Strict):
     """Training augmentation, drawn once per clip per epoch and applied to all its frames.
 
@@ -153,6 +180,8 @@ class DataConfig(_Strict):
     the test clips, so listing test shows is enough); `test: null` runs without a test split.
     `validation` is either a selection like `train` (its clips are taken out of train) or
     `{groups: n}`: n training groups held out. No clip may fall in both train and test.
+    `train` and `test` may also be lists of selections, whose clips add up (one source's
+    training subset plus some shows of another's).
     """
 
     sources: tuple[SourceSpec, ...] = Field(min_length=1)
@@ -160,10 +189,36 @@ class DataConfig(_Strict):
         default="show",
         description="unit of folds and hold-outs: show (session, participant) or person",
     )
-    train: SplitSpec = SplitSpec(subsets=("train",))
+    train: SplitSpec | tuple[SplitSpec, ...] = SplitSpec(subsets=("train",))
     validation: HoldOut | SplitSpec | None = None
-    test: SplitSpec | None = SplitSpec(subsets=("test",))
+    test: SplitSpec | tuple[SplitSpec, ...] | None = SplitSpec(subsets=("test",))
     cross_validation: CrossValidation | None = None
+    show_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "a show name as written in a selection -> the show folder it means, for names "
+            "that differ from the folder by more than case, spaces and punctuation (the "
+            "lab's 'Sienfield'); never guessed"
+        ),
+    )
+    groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description=(
+            "named groups of shows for `splits`, e.g. a participant -> its session folders "
+            "(names or patterns); a name not listed here is a show name"
+        ),
+    )
+    splits: dict[str, NamedSplit] = Field(
+        default_factory=dict, description="named splits of groups; `split` chooses one"
+    )
+    split: str | None = Field(
+        default=None,
+        description="the named split of `splits` to use (a search-space dimension: data.split)",
+    )
+    split_pool: SplitSpec = Field(
+        default_factory=SplitSpec,
+        description="the clips a named split divides; default: all, whatever their subset",
+    )
     on_bad_frame: Literal["error", "skip"] = Field(
         default="error",
         description=(
@@ -207,6 +262,22 @@ class DataConfig(_Strict):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"source names must be unique; repeated: {repeated} (set `name`)")
+        if self.split is not None:
+            if self.split not in self.splits:
+                raise ValueError(
+                    f"split {self.split!r} is not one of the named splits: {sorted(self.splits)}"
+                )
+            clashing = sorted(
+                {"train", "test", "validation", "cross_validation"} & self.model_fields_set
+            )
+            if clashing:
+                raise ValueError(
+                    f"a named split chooses train, validation and test; remove {clashing} "
+                    "(use split_pool to restrict the clips)"
+                )
+        empty = sorted(name for name, shows in self.groups.items() if not shows)
+        if empty:
+            raise ValueError(f"groups without shows: {empty}")
         if self.cross_validation is not None:
             clashing = sorted({"train", "test"} & self.model_fields_set)
             if clashing:

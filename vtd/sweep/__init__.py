@@ -6,7 +6,8 @@ The only package that imports optuna and mlflow. Modules, each with one job:
 queueing), `child` (what runs inside a trial process), `runner` (the trial process seen from
 the worker), `tracking` (MLflow), `worker` (the loop a worker runs), `heartbeat` (heartbeats
 and recovering the trials of dead workers), `pool` (several workers on one machine, one per
-GPU, through joblib), `results` (reading a study back as tables). Submodules are imported
+GPU, through joblib), `results` (reading a study back as tables), `report` with `_tables`,
+`_published` (published figures beside ours) and `plots`. Submodules are imported
 where used, so that a trial process, which imports `vtd.sweep.child`, loads neither optuna
 nor mlflow.
 """

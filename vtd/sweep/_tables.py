@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from vtd.data.config import DataConfig
+from vtd.data.config import DataConfig, SplitSpec
 from vtd.sweep.config import Sweep
 from vtd.sweep.results import epochs_frame, trials_frame
 from vtd.sweep.space import apply_params, get_path
@@ -109,6 +109,8 @@ def base_setting(sweep: Sweep, name: str) -> Any:
 def training_data_label(data: DataConfig) -> str:
     """What a trial trains on, in a few words: its sources and how train was chosen."""
     names = [source.dataset for source in data.sources]
+    if not isinstance(data.train, SplitSpec):  # several selections added up
+        return " + ".join(names) + " (listed train selections)"
     train = data.train
     if data.cross_validation is None and train.sources is not None:
         names = [name for name in names if any(fnmatchcase(name, p) for p in train.sources)]
@@ -116,6 +118,8 @@ def training_data_label(data: DataConfig) -> str:
     cv = data.cross_validation
     if cv is not None:
         return f"{label}, fold {cv.fold} of {cv.folds}"
+    if data.split is not None:
+        return f"{label}, split {data.split}"
     if "train" in data.model_fields_set and (train.shows or train.persons):
         label += " (listed train shows)" if train.shows else " (listed train persons)"
     return label

@@ -206,7 +206,8 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
     )
 
     def on_epoch(record: EpochRecord) -> bool:
-        _faults_at(request, record.epoch)
+        if record.epoch > 0:  # faults "at epoch 0" fired before training, below
+            _faults_at(request, record.epoch)
         connection.send(("epoch", record.to_dict()))
         return connection.recv() == STOP
 

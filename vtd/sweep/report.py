@@ -10,7 +10,9 @@ It writes, under `studies/<study>/`:
   repeats (the rule is stated in the report); the trials that ran out of memory or failed;
   the plots, linked relatively so that the folder can be moved or read in MLflow;
 - `plots/*.png` (see `vtd.sweep.plots`);
-- `configurations.csv`, `weights_by_data.csv`, `pairs.csv`: the tables at full precision.
+- `configurations.csv`, `weights_by_data.csv`, `pairs.csv`: the tables at full precision;
+  `published.csv` and a "published (lab) vs this study" section when the sweep file names
+  published figures (`report.published`, see `vtd.sweep._published`).
 
 MLflow: the files go to the artifacts of a parent run, under `report/`: at the end of
 `vtd-sweep run`, that run's parent run; from `vtd-sweep report`, the study's latest parent
@@ -32,6 +34,7 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
+from vtd.sweep._published import published_section, published_table
 from vtd.sweep._tables import (
     DIGITS,
     Spread,
@@ -376,6 +379,15 @@ def _weights_section(long: pd.DataFrame, prefix: str) -> list[str]:
     return [*lines, ""]
 
 
+def _published_section(tables: StudyTables, table: pd.DataFrame) -> list[str]:
+    """Published figures beside ours (`report.published` of the sweep file), if any."""
+    section = published_section(tables, table)
+    if section is None:
+        return []
+    intro, header, rows = section
+    return [*intro, _md_table(header, rows), ""]
+
+
 def _pairs_section(table: pd.DataFrame, verdicts: pd.DataFrame, prefix: str) -> list[str]:
     split = SPLIT_NAMES[prefix]
     lines = ["## Which differences are real", "", f"Rule: {RULE}", ""]
@@ -489,6 +501,7 @@ def render(
     weights_table: pd.DataFrame,
     weights_split: str,
     verdicts: pd.DataFrame,
+    published: pd.DataFrame | None = None,
 ) -> str:
     sweep = tables.sweep
     lines = [
@@ -503,6 +516,8 @@ def render(
     lines += _settings_section(sweep, tables) + [""]
     lines += _configurations_section(configurations_table, tables)
     lines += _weights_section(weights_table, weights_split)
+    if published is not None:
+        lines += _published_section(tables, published)
     lines += _pairs_section(configurations_table, verdicts, weights_split)
     lines += _problems_section(tables)
     lines += _plots_section(plots, folder)
@@ -525,12 +540,16 @@ def write_report(
     configurations_table = configurations(tables) if len(tables.trials) else pd.DataFrame()
     weights_table, weights_split = weights_by_data(tables)
     verdicts = pairs(configurations_table, weights_split)
+    published = published_table(tables, _state_text)
     files = ReportFiles(report=folder / REPORT_NAME, plots=plots)
-    for name, table in (
+    named_tables = [
         ("configurations", configurations_table),
         ("weights_by_data", weights_table),
         ("pairs", verdicts),
-    ):
+    ]
+    if sweep.file.report.published is not None:
+        named_tables.append(("published", published))
+    for name, table in named_tables:
         path = folder / f"{name}.csv"
         table.to_csv(path, index=False)
         files.tables[name] = path
@@ -542,6 +561,7 @@ def write_report(
         weights_table=weights_table,
         weights_split=weights_split,
         verdicts=verdicts,
+        published=published,
     )
     files.report.write_text(text, encoding="utf-8")
     logger.info("report written to %s", files.report)

@@ -123,6 +123,7 @@ class InitialWeights:
                 "lr": self.pretrained.lr,
                 "seed": self.pretrained.seed,
                 "checkpoints": "best_last",
+                "evaluate_initial": False,  # fresh weights: no baseline worth the time
                 "output_dir": self.demo_checkpoint.with_suffix(".run"),
             }
         )

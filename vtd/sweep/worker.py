@@ -112,6 +112,11 @@ def objective_value(record: dict[str, Any], split: str, metric: str) -> float | 
     return value if math.isfinite(value) else None
 
 
+def trained_epochs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of training epochs (1..N), without epoch 0 (the initial weights)."""
+    return [record for record in records if int(record["epoch"]) > 0]
+
+
 @dataclass
 class _Verdict:
     state: TrialState
@@ -255,7 +260,9 @@ class TrialExecution:
         assert self.run_id is not None
         self.tracker.log_epoch(self.run_id, epoch, metrics)
         objective = self.sweep.file.objective
-        value = objective_value(record, objective.split, objective.metric)
+        # Epoch 0 (the initial weights, not trained) is logged but never the objective: the
+        # pruner and the best / last epoch see training epochs only.
+        value = objective_value(record, objective.split, objective.metric) if epoch else None
         prune = False
         if value is not None:
             self.trial.report(value, step=epoch)
@@ -317,7 +324,7 @@ class TrialExecution:
         # The objective per epoch, as reported to Optuna while the trial ran.
         series = [
             (int(record["epoch"]), value)
-            for record in outcome.records
+            for record in trained_epochs(outcome.records)
             if (value := objective_value(record, objective.split, objective.metric)) is not None
         ]
         if not series:
@@ -377,12 +384,22 @@ class TrialExecution:
     # --- the end --------------------------------------------------------------------------
     def _summary_attrs(self, outcome: ProcessOutcome | None) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
-        if outcome is None or not outcome.records:
+        if outcome is None:
             return attrs
-        attrs["epochs_done"] = len(outcome.records)
+        for record in outcome.records:
+            if int(record["epoch"]) == 0:  # the zero-shot baseline, apart from best and last
+                for split, prefix in SPLIT_PREFIXES.items():
+                    for metric in ("auc", "dist", "ap"):
+                        value = objective_value(record, split, metric)
+                        if value is not None:
+                            attrs[f"initial_{prefix}_{metric}"] = value
+        records = trained_epochs(outcome.records)
+        if not records:
+            return attrs
+        attrs["epochs_done"] = len(records)
         for split, prefix in SPLIT_PREFIXES.items():
             for metric, pick in (("auc", max), ("dist", min), ("ap", max)):
-                values = [objective_value(record, split, metric) for record in outcome.records]
+                values = [objective_value(record, split, metric) for record in records]
                 finite = [value for value in values if value is not None]
                 if finite:
                     attrs[f"best_{prefix}_{metric}"] = pick(finite)

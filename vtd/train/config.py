@@ -57,6 +57,11 @@ class TrainConfig(BaseModel):
         default=4, ge=1, description="clips per evaluation batch, fixed so that runs compare"
     )
     eval_chunk_size: int = Field(default=3, ge=1, description="frames per evaluation step")
+    evaluate_initial: bool = Field(
+        default=True,
+        description="evaluate the initial weights on validation and test before training: "
+        "an epoch-0 record (the zero-shot baseline), never a training epoch",
+    )
     checkpoints: Literal["every", "best_last", "none"] = "best_last"
     checkpoint_metric: Metric = Field(
         default="auc", description="what `best` means; read on validation, else on test"

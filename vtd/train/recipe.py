@@ -17,12 +17,15 @@ Features, and how each is switched (all in `TrainConfig`):
   equals one of the whole batch.
 - Mixed precision (`precision`): bf16 or fp16 autocast on CUDA, fp16 with a grad scaler.
 - Device (`device: auto` picks CUDA when present) and seeds (`seed`: a CPU run repeats exactly).
+- Evaluation of the initial weights before training (`evaluate_initial`, on by default): an
+  epoch-0 record with validation and test metrics and no training loss, handed to `on_epoch`
+  like the others and kept apart in `TrainResult.initial` (never checkpointed, never "best").
 - Evaluation after every epoch on the validation and test splits (`vtd.evaluate`), the frozen
-  part's outputs cached after the first epoch (`eval_feature_cache`).
+  part's outputs cached after the first evaluation (`eval_feature_cache`).
 - Checkpoints (`checkpoints`): every epoch, or best (by `checkpoint_metric`) and last, in the
   authors' format `{'model': state_dict}` with a JSON sidecar of config and metrics.
-- `on_epoch(record)` sees each epoch's record; returning True (or raising StopTraining) ends
-  the run after that epoch.
+- `on_epoch(record)` sees each epoch's record, epoch 0 first; returning True (or raising
+  StopTraining) ends the run after that epoch (from epoch 1: epoch 0 is not training).
 """
 
 from __future__ import annotations
@@ -61,12 +64,15 @@ class StopTraining(Exception):  # noqa: N818 - a signal, not an error
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What one epoch did: training loss, the evaluation splits' metrics, cost."""
+    """What one epoch did: training loss, the evaluation splits' metrics, cost.
+
+    Epoch 0 is the evaluation of the initial weights: no training, so no training loss.
+    """
 
     epoch: int
-    train_loss: float
-    train_l2: float
-    train_xent: float
+    train_loss: float | None
+    train_l2: float | None
+    train_xent: float | None
     validation: SplitMetrics | None
     test: SplitMetrics | None
     seconds: float
@@ -82,7 +88,8 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    records: list[EpochRecord] = field(default_factory=list)
+    records: list[EpochRecord] = field(default_factory=list)  # training epochs, 1..N
+    initial: EpochRecord | None = None  # epoch 0: the initial weights, evaluated
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
     stopped_early: bool = False
@@ -215,45 +222,66 @@ class FineTuning:
     # --- the loop -------------------------------------------------------------------------
     def train(self, on_epoch: OnEpoch | None = None) -> TrainResult:
         result = TrainResult(load_report=self.load_report)
+        if self.config.evaluate_initial and self.evaluation:
+            started = time.perf_counter()
+            self._reset_peak_memory()
+            result.initial = self._record(0, None, started)
+            logger.info("epoch 0 (initial weights): %s", _describe(result.initial))
+            # Not a training epoch: the pruner's "stop" is for trained epochs only.
+            self._report(on_epoch, result.initial)
         best: float | None = None
         for epoch in range(1, self.config.epochs + 1):
             started = time.perf_counter()
-            if self.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(self.device)
-            loss, l2, xent = self._train_epoch(epoch)
-            metrics = {
-                name: evaluate(
-                    self.model, data, device=self.device, precision=self.config.precision
-                ).metrics
-                for name, data in self.evaluation.items()
-            }
-            record = EpochRecord(
-                epoch=epoch,
-                train_loss=loss,
-                train_l2=l2,
-                train_xent=xent,
-                validation=metrics.get("validation"),
-                test=metrics.get("test"),
-                seconds=time.perf_counter() - started,
-                # the process's peak so far: a trial is one process, so it is the trial's
-                peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                peak_device_mb=(
-                    torch.cuda.max_memory_allocated(self.device) / 2**20
-                    if self.device.type == "cuda"
-                    else 0.0
-                ),
-            )
+            self._reset_peak_memory()
+            losses = self._train_epoch(epoch)
+            record = self._record(epoch, losses, started)
             record, best = self._checkpoint(record, best, result)
             result.records.append(record)
             logger.info("epoch %d: %s", epoch, _describe(record))
-            try:
-                stop = bool(on_epoch(record)) if on_epoch is not None else False
-            except StopTraining:
-                stop = True
-            if stop and epoch < self.config.epochs:
+            if self._report(on_epoch, record) and epoch < self.config.epochs:
                 result.stopped_early = True
                 break
         return result
+
+    @staticmethod
+    def _report(on_epoch: OnEpoch | None, record: EpochRecord) -> bool:
+        """Hand `record` to the callback; True when it asks to stop."""
+        try:
+            return bool(on_epoch(record)) if on_epoch is not None else False
+        except StopTraining:
+            return True
+
+    def _reset_peak_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _record(
+        self, epoch: int, losses: tuple[float, float, float] | None, started: float
+    ) -> EpochRecord:
+        """Evaluate every split and make the epoch's record (`losses` None: not trained)."""
+        metrics = {
+            name: evaluate(
+                self.model, data, device=self.device, precision=self.config.precision
+            ).metrics
+            for name, data in self.evaluation.items()
+        }
+        loss, l2, xent = losses if losses is not None else (None, None, None)
+        return EpochRecord(
+            epoch=epoch,
+            train_loss=loss,
+            train_l2=l2,
+            train_xent=xent,
+            validation=metrics.get("validation"),
+            test=metrics.get("test"),
+            seconds=time.perf_counter() - started,
+            # the process's peak so far: a trial is one process, so it is the trial's
+            peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            peak_device_mb=(
+                torch.cuda.max_memory_allocated(self.device) / 2**20
+                if self.device.type == "cuda"
+                else 0.0
+            ),
+        )
 
     def _set_train_mode(self) -> None:
         self.model.train()
@@ -351,6 +379,7 @@ class FineTuning:
     def _selection_metrics(self, record: EpochRecord) -> tuple[str, float]:
         split = record.validation or record.test
         if split is None:
+            assert record.train_loss is not None  # only trained epochs are checkpointed
             return "train_loss", record.train_loss
         metric = self.config.checkpoint_metric
         return metric, split.value(metric)
@@ -393,7 +422,7 @@ class FineTuning:
 
 
 def _describe(record: EpochRecord) -> str:
-    parts = [f"train loss {record.train_loss:.3f}"]
+    parts = [] if record.train_loss is None else [f"train loss {record.train_loss:.3f}"]
     for name, split in (("val", record.validation), ("test", record.test)):
         if split is not None:
             parts.append(f"{name} AUC {split.auc:.3f} dist {split.dist:.3f} AP {split.ap:.3f}")
