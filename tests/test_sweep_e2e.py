@@ -405,3 +405,42 @@ def test_force_new_replaces_a_changed_study(tmp_path: Path, mlflow_template: Pat
     ) == 1
     names = {e.name for e in Tracker(changed).client.search_experiments()}
     assert "replaced" in names and any(name.startswith("replaced.replaced-") for name in names)
+
+
+NAN_LOSS = (
+    """\
+study: diverged
+sampler: grid
+training:
+  model: {variant: small}
+  epochs: 2
+  device: cpu
+search_space:
+  lr: [1.0e-4, 2.0e-4]
+faults:
+  - {kind: nan_loss, epoch: 2, when: {lr: 1.0e-4}}
+"""
+    + TINY_DEMO
+)
+
+
+def test_a_nan_loss_ends_the_trial_failed_through_the_cli(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    from vtd.cli import main
+
+    path = make_sweep(tmp_path, NAN_LOSS, shared_cache, mlflow_template)
+    assert main(["run", str(path)]) == 0
+    sweep = load_sweep(path)
+    trials = trials_frame(sweep).set_index("lr")
+    diverged, healthy = trials.loc[1e-4], trials.loc[2e-4]
+    assert diverged["state"] == "FAIL"
+    assert diverged["reason"] == "failed: NonFiniteLoss: non-finite loss at epoch 2, chunk 1"
+    assert healthy["state"] == "COMPLETE" and 0 <= healthy["value"] <= 1
+    # epoch 1 was reported before the NaN; epoch 2 never reached Optuna or MLflow
+    epochs = epochs_frame(sweep)
+    assert list(epochs[epochs["number"] == diverged["number"]]["epoch"]) == [1]
+    run = mlflow_runs(sweep)[int(diverged["number"])]
+    assert run.info.status == "FAILED" and "non-finite loss at epoch 2" in run.data.tags["reason"]
+    log = (sweep.trials_dir / str(int(diverged["number"])) / "trial.log").read_text()
+    assert "injected fault at epoch 2: nan_loss" in log

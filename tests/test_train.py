@@ -9,6 +9,7 @@ from _data_factory import FrameSpec, write_clip
 
 from vtd.data import DataConfig, chunk_loader
 from vtd.model import VTD, ModelConfig, load_checkpoint, save_checkpoint
+from vtd.numerics import NonFiniteLoss
 from vtd.train import EpochRecord, FineTuning, StopTraining, TrainConfig, finetune
 from vtd.train.recipe import micro_batches
 
@@ -206,3 +207,53 @@ def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path):
 def test_fp16_is_refused_when_auto_picks_the_cpu(tiny_demo_data, tmp_path):
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         FineTuning(config(tiny_demo_data, tmp_path, device="auto", precision="fp16"))
+
+
+def _first_chunk(run: FineTuning):
+    loader = chunk_loader(run.train_clips, batch_size=4, chunk_size=3, train=True, epoch=1)
+    return next(iter(loader))
+
+
+def test_a_nan_input_ends_training_before_the_optimizer_applies_it(tiny_demo_data, tmp_path):
+    run = FineTuning(config(tiny_demo_data, tmp_path))
+    before = state_of(run.model)
+    steps: list[int] = []
+    optimizer_step = run.optimizer.step
+    run.optimizer.step = lambda: (steps.append(1), optimizer_step())
+    chunk = _first_chunk(run)
+    chunk.images[0] = float("nan")  # one bad frame: the whole chunk's loss becomes NaN
+    with pytest.raises(NonFiniteLoss, match=r"^non-finite loss at epoch 3, chunk 7$") as caught:
+        run.step(chunk, epoch=3, index=7)
+    assert (caught.value.epoch, caught.value.chunk) == (3, 7)
+    assert steps == []  # the optimizer never ran, so no weight and no Adam moment moved
+    assert all(torch.equal(value, before[key]) for key, value in run.model.state_dict().items())
+    assert all(p.grad is None for p in run.model.parameters())
+    run.close()
+
+
+def test_finite_loss_with_nan_gradients_is_stopped_too(tiny_demo_data, tmp_path):
+    run = FineTuning(config(tiny_demo_data, tmp_path))
+    before = state_of(run.model)
+    run.model.conv4.weight.register_hook(lambda grad: grad * float("nan"))
+    with pytest.raises(NonFiniteLoss, match=r"non-finite gradient at epoch 1, chunk 1"):
+        run.step(_first_chunk(run), epoch=1, index=1)
+    assert all(torch.equal(value, before[key]) for key, value in run.model.state_dict().items())
+    run.close()
+
+
+def test_the_epoch_and_chunk_of_a_nan_are_named_by_train(tiny_demo_data, tmp_path, monkeypatch):
+    from vtd.train import recipe
+
+    honest = recipe.chunk_loss
+    calls: list[int] = []
+
+    def nan_on_second_chunk(*args, **kwargs):
+        loss = honest(*args, **kwargs)
+        calls.append(1)
+        return type(loss)(*(part * float("nan") for part in loss)) if len(calls) == 2 else loss
+
+    monkeypatch.setattr(recipe, "chunk_loss", nan_on_second_chunk)
+    run = FineTuning(config(tiny_demo_data, tmp_path, epochs=2))
+    with pytest.raises(NonFiniteLoss, match=r"^non-finite loss at epoch 1, chunk 2$"):
+        run.train()
+    run.close()
