@@ -425,7 +425,7 @@ faults:
 
 
 def test_a_nan_loss_ends_the_trial_failed_through_the_cli(
-    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from vtd.cli import main
 
@@ -444,3 +444,17 @@ def test_a_nan_loss_ends_the_trial_failed_through_the_cli(
     assert run.info.status == "FAILED" and "non-finite loss at epoch 2" in run.data.tags["reason"]
     log = (sweep.trials_dir / str(int(diverged["number"])) / "trial.log").read_text()
     assert "injected fault at epoch 2: nan_loss" in log
+
+    # `status` shows the healthy trial's validation metrics at its selected epoch, the
+    # report's definition, and says so under the table
+    mine = epochs[epochs["number"] == healthy["number"]].set_index("epoch")
+    selected = int(healthy["best_epoch"])
+    assert healthy["value"] == mine.loc[selected, "val_auc"] == max(mine["val_auc"])
+    capsys.readouterr()
+    assert main(["status", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "at each trial's selected epoch, the epoch of its best validation AUC" in shown
+    (line,) = [row for row in shown.splitlines() if "COMPLETE" in row and "study" not in row]
+    cells = line.split()
+    assert f"{mine.loc[selected, 'val_auc']:.3f}" in cells
+    assert f"{mine.loc[selected, 'val_dist']:.3f}" in cells
