@@ -196,9 +196,28 @@ def test_training_lowers_the_loss_and_raises_auc(tiny_demo, tmp_path):
     assert last.test.auc > first.test.auc + 0.05
 
 
-def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path):
-    # fp16 needs CUDA (its grad scaler); bf16 autocast also works on the CPU
-    record = finetune(config(tiny_demo_data, tmp_path, device="cpu", precision="bf16")).records[0]
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path, precision):
+    # fp16 needs CUDA (its grad scaler); bf16 autocast also works on the CPU. The dtypes that
+    # the frozen part's, the ConvLSTM's and the head's layers put out, in training and in
+    # evaluation, show that bf16 ran (and fp32, the control, did not).
+    run = FineTuning(config(tiny_demo_data, tmp_path, device="cpu", precision=precision))
+    seen: dict[tuple[str, bool], set[torch.dtype]] = {}
+    for name in ("conv1_scene", "convlstm_scene", "conv4"):
+        module = getattr(run.model, name)
+
+        def record(module, _inputs, output, name=name):
+            tensor = output[0] if isinstance(output, tuple) else output
+            seen.setdefault((name, run.model.training), set()).add(tensor.dtype)
+
+        module.register_forward_hook(record)
+    record = run.train().records[0]
+    run.close()
+    expected = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert set(seen) == {(name, mode) for name in ("conv1_scene", "conv4") for mode in (0, 1)} | {
+        ("convlstm_scene", mode) for mode in (0, 1)
+    }
+    assert all(dtypes == {expected} for dtypes in seen.values()), seen
     assert torch.isfinite(torch.tensor(record.train_loss))
     assert 0 <= record.validation.auc <= 1
 
