@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from threading import Event
+from typing import Any
 
 import optuna
 import psutil
@@ -75,8 +76,10 @@ def _queued_study(folder: Path, text: str = SMALL) -> Sweep:
     return sweep
 
 
-def _recover_in_process(path: str, results: multiprocessing.Queue) -> None:
+def _recover_in_process(path: str, start: Any, results: multiprocessing.Queue) -> None:
     sweep_study = open_sweep_study(load_sweep(path), create=False)
+    sweep_study.study.get_trials(deepcopy=False)  # connected: only the sweep is left to race
+    start.wait(timeout=120)  # all three sweep from the same moment on
     results.put(recover_lost_trials(sweep_study))
 
 
@@ -96,8 +99,9 @@ def test_a_dead_workers_trial_is_failed_and_queued_again_once(tmp_path: Path) ->
         time.sleep(1.5)
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
+        start = context.Barrier(3)
         sweepers = [
-            context.Process(target=_recover_in_process, args=(str(sweep.path), results))
+            context.Process(target=_recover_in_process, args=(str(sweep.path), start, results))
             for _ in range(3)
         ]
         for process in sweepers:
