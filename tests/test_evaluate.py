@@ -8,6 +8,7 @@ from vtd.data import load_splits
 from vtd.evaluate import EvaluationData, evaluate
 from vtd.evaluate.checkpoints import checkpoint_files, evaluate_checkpoints
 from vtd.model import VTD, ModelConfig, save_checkpoint
+from vtd.numerics import NonFiniteOutput
 
 SMALL = ModelConfig(variant="small")
 
@@ -81,3 +82,11 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         checkpoint_files(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         checkpoint_files(tmp_path / "nope.pt")
+
+
+def test_a_non_finite_heatmap_never_becomes_a_metric(test_clips):
+    broken = VTD(SMALL).eval()
+    with torch.no_grad():
+        broken.conv4.bias.fill_(float("nan"))  # every heatmap NaN, as after a diverged step
+    with pytest.raises(NonFiniteOutput, match=r"output is not finite .* no metric computed"):
+        evaluate(broken, EvaluationData(test_clips, batch_size=2, chunk_size=3))

@@ -5,16 +5,23 @@ sweep file's `tracking_uri`; `vtd-sweep run` trains a small grid against it; `vt
 prints the link to the study's `trials` view; Chromium opens it, and the rendered page must
 list every trial's run with the AUC MLflow holds for it. The screenshot is kept under
 test-artifacts/ (git-ignored) for a person to look at.
+
+`vtd-sweep ui` on a SQLite store starts its own `mlflow server`; SIGTERM and SIGHUP (a
+service manager, a closed terminal) stop it and every process it started: nothing listens.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from _services import chromium_command, mlflow_server
 from mlflow import MlflowClient
@@ -112,3 +119,51 @@ def test_the_trials_view_lists_each_trial_with_its_auc(tmp_path: Path) -> None:
         assert _shown(run.data.metrics["val_auc"], page), (run.info.run_name, run.data.metrics)
     assert "3 matching runs" in re.sub(r"<[^>]+>", "", page)
     assert screenshot.is_file() and screenshot.stat().st_size > 20_000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow  # an mlflow server start: about 50 s under load here, 11 s of CPU
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_ui_stops_its_server_on_sigterm_and_sighup(tmp_path: Path, stop_signal: int) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "study: ui-stop\nsampler: grid\n"
+        "data: {sources: [data/objectattention], validation: {groups: 1}}\n"
+        "search_space: {lr: [1.0e-4]}\n"
+    )
+    port = _free_port()
+    log = tmp_path / "ui.log"
+    with log.open("w") as output:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "vtd.cli", "ui", str(path), "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so that the test can find what is left of it afterwards
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not _listening(port):
+            assert ui.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the MLflow server never listened"
+            time.sleep(0.3)
+        started = psutil.Process(ui.pid).children(recursive=True)
+        assert started  # the server and its workers
+        ui.send_signal(stop_signal)
+        assert ui.wait(60) == 0, log.read_text()
+        gone, alive = psutil.wait_procs(started, timeout=15)
+        assert alive == [], [process.cmdline() for process in alive]
+        assert not _listening(port)
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+            ui.wait()

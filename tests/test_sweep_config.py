@@ -199,3 +199,8 @@ def test_ranges_for_tpe(tmp_path: Path) -> None:
     assert distributions["chunk_size"].step == 2
     bad = text.replace("high: 6, step: 2", "high: 6, step: 1.5")
     assert "search_space.chunk_size.step: expected a positive int" in error_of(tmp_path, bad)
+
+
+def test_a_nan_loss_fault_needs_an_epoch_that_trains(tmp_path: Path) -> None:
+    message = error_of(tmp_path, GOOD + "faults: [{kind: nan_loss, epoch: 0}]\n")
+    assert "faults[0]" in message and "nan_loss happens while an epoch trains" in message

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from threading import Event
+from typing import Any
 
 import optuna
 import psutil
@@ -88,8 +89,10 @@ def _queued_study(folder: Path, text: str = SMALL) -> Sweep:
     return sweep
 
 
-def _recover_in_process(path: str, results: multiprocessing.Queue) -> None:
+def _recover_in_process(path: str, start: Any, results: multiprocessing.Queue) -> None:
     sweep_study = open_sweep_study(load_sweep(path), create=False)
+    sweep_study.study.get_trials(deepcopy=False)  # connected: only the sweep is left to race
+    start.wait(timeout=120)  # all three sweep from the same moment on
     results.put(recover_lost_trials(sweep_study))
 
 
@@ -109,8 +112,9 @@ def test_a_dead_workers_trial_is_failed_and_queued_again_once(tmp_path: Path) ->
         time.sleep(1.5)
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
+        start = context.Barrier(3)
         sweepers = [
-            context.Process(target=_recover_in_process, args=(str(sweep.path), results))
+            context.Process(target=_recover_in_process, args=(str(sweep.path), start, results))
             for _ in range(3)
         ]
         for process in sweepers:
@@ -546,3 +550,44 @@ def test_run_gpus_starts_one_pinned_worker_per_gpu(tmp_path: Path, demo_cache: P
         if run.data.tags.get("vtd.command") == "run"
     ]
     assert parent.data.tags["gpus"] == "0,1" and parent.data.tags["workers"] == "2"
+
+
+def _claim_and_die(path: str, claimed: multiprocessing.Queue) -> None:
+    claim = claim_next(open_sweep_study(load_sweep(path), create=False))
+    assert claim is not None
+    claimed.put(claim.trial.number)
+    claimed.close()
+    claimed.join_thread()  # delivered before the process vanishes
+    os._exit(0)  # gone without a word, as a worker killed by SIGKILL or the OOM killer
+
+
+def test_a_dead_worker_on_this_machine_is_recognised_at_once(tmp_path: Path) -> None:
+    # a grace period of 10 minutes: only the dead process can make the trial lost now
+    sweep = _queued_study(tmp_path, SMALL.replace("{interval_s: 1, grace_s: 2}", "{grace_s: 600}"))
+    sweep_study = open_sweep_study(sweep, create=False)
+    context = multiprocessing.get_context("spawn")
+    claimed = context.Queue()
+    process = context.Process(target=_claim_and_die, args=(str(sweep.path), claimed))
+    process.start()
+    dead_number = claimed.get(timeout=120)
+    process.join(60)
+    alive = claim_next(sweep_study)  # this process: alive, its trial stays
+    elsewhere = claim_next(sweep_study)  # a worker on another machine: only its heartbeat tells
+    assert alive is not None and elsewhere is not None
+    elsewhere.trial.set_user_attr("worker", f"another-{platform.node()}:{process.pid}")
+    started = time.monotonic()
+    assert recover_lost_trials(sweep_study) == [dead_number]
+    assert time.monotonic() - started < 30
+    trials = sweep_study.study.get_trials()
+    lost = trials[dead_number]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["worker_lost"] is True
+    assert lost.user_attrs["reason"] == (
+        f"failed: worker {platform.node()}:{process.pid} lost (its process is gone); "
+        "queued again with the same parameters"
+    )
+    assert trials[alive.trial.number].state == TrialState.RUNNING
+    assert trials[elsewhere.trial.number].state == TrialState.RUNNING
+    assert [t.user_attrs.get("retry_of") for t in trials if t.state == TrialState.WAITING].count(
+        [dead_number]
+    ) == 1
+    assert recover_lost_trials(sweep_study) == []  # once only

@@ -10,6 +10,7 @@ trial interrupted and it is queued again.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -415,3 +416,144 @@ def test_force_new_replaces_a_changed_study(tmp_path: Path, mlflow_template: Pat
     ) == 1
     names = {e.name for e in Tracker(changed).client.search_experiments()}
     assert "replaced" in names and any(name.startswith("replaced.replaced-") for name in names)
+
+
+NAN_LOSS = (
+    """\
+study: diverged
+sampler: grid
+training:
+  model: {variant: small}
+  epochs: 2
+  device: cpu
+search_space:
+  lr: [1.0e-4, 2.0e-4]
+faults:
+  - {kind: nan_loss, epoch: 2, when: {lr: 1.0e-4}}
+"""
+    + TINY_DEMO
+)
+
+
+def test_a_nan_loss_ends_the_trial_failed_through_the_cli(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vtd.cli import main
+
+    path = make_sweep(tmp_path, NAN_LOSS, shared_cache, mlflow_template)
+    assert main(["run", str(path)]) == 0
+    sweep = load_sweep(path)
+    trials = trials_frame(sweep).set_index("lr")
+    diverged, healthy = trials.loc[1e-4], trials.loc[2e-4]
+    assert diverged["state"] == "FAIL"
+    assert diverged["reason"] == "failed: NonFiniteLoss: non-finite loss at epoch 2, chunk 1"
+    assert healthy["state"] == "COMPLETE" and 0 <= healthy["value"] <= 1
+    # epoch 1 was reported before the NaN; epoch 2 never reached Optuna or MLflow
+    epochs = epochs_frame(sweep)
+    assert list(epochs[epochs["number"] == diverged["number"]]["epoch"]) == [1]
+    run = mlflow_runs(sweep)[int(diverged["number"])]
+    assert run.info.status == "FAILED" and "non-finite loss at epoch 2" in run.data.tags["reason"]
+    log = (sweep.trials_dir / str(int(diverged["number"])) / "trial.log").read_text()
+    assert "injected fault at epoch 2: nan_loss" in log
+
+    # `status` shows the healthy trial's validation metrics at its selected epoch, the
+    # report's definition, and says so under the table
+    mine = epochs[epochs["number"] == healthy["number"]].set_index("epoch")
+    selected = int(healthy["best_epoch"])
+    assert healthy["value"] == mine.loc[selected, "val_auc"] == max(mine["val_auc"])
+    capsys.readouterr()
+    assert main(["status", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "at each trial's selected epoch, the epoch of its best validation AUC" in shown
+    (line,) = [row for row in shown.splitlines() if "COMPLETE" in row and "study" not in row]
+    cells = line.split()
+    assert f"{mine.loc[selected, 'val_auc']:.3f}" in cells
+    assert f"{mine.loc[selected, 'val_dist']:.3f}" in cells
+
+
+ONE_CELL = (
+    """\
+study: survive
+sampler: grid
+heartbeat: {interval_s: 1, grace_s: 600}
+training:
+  model: {variant: small}
+  epochs: 2
+  device: cpu
+search_space:
+  lr: [1.0e-4]
+"""
+    + TINY_DEMO
+)
+
+
+def _run_until(path: Path, log: Path, mark: str) -> subprocess.Popen:
+    """`vtd-sweep run` in the background until the trial log at `log` shows `mark`."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vtd.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and mark in log.read_text()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{mark!r} never appeared in {log}"
+        time.sleep(0.2)
+    return process
+
+
+def test_ctrl_c_a_killed_worker_and_resume_small(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    """The fast suite's version of the slow Ctrl-C, killed-worker and resume tests: one cell.
+
+    Ctrl-C in epoch 1 (trial 0 interrupted); the next run's worker is SIGKILLed while it trains
+    the cell again (trial 1); the run after that finds the dead worker at once (its grace
+    period is 10 minutes) and trains the cell (trial 2); one more run has nothing to do.
+    """
+    path = make_sweep(tmp_path, ONE_CELL, shared_cache, mlflow_template)
+    trials = tmp_path / "studies" / "survive" / "trials"
+    interrupted = _run_until(path, trials / "0" / "trial.log", "epoch 1:")
+    interrupted.send_signal(signal.SIGINT)
+    out, _ = interrupted.communicate(timeout=120)
+    assert interrupted.returncode == 130 and "interrupted" in out
+
+    killed = _run_until(path, trials / "1" / "trial.log", "training into")
+    sweep = load_sweep(path)
+    study = open_sweep_study(sweep, create=False).study
+    worker = study.trials[1].user_attrs["worker"]
+    pid = int(worker.rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    if pid != killed.pid:  # a worker process of its own: its parent ends once it is gone
+        killed.wait(120)
+    else:
+        killed.wait(10)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "vtd.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = open_sweep_study(sweep, create=False).study
+    states = [(t.number, t.state) for t in study.trials]
+    assert states == [(0, TrialState.FAIL), (1, TrialState.FAIL), (2, TrialState.COMPLETE)]
+    first, lost, retry = study.trials
+    assert first.user_attrs["interrupted"] is True
+    assert lost.user_attrs["worker_lost"] is True
+    assert lost.user_attrs["reason"].startswith(f"failed: worker {worker} lost (its process")
+    assert lost.user_attrs["retry_of"] == [0] and retry.user_attrs["retry_of"] == [0, 1]
+    assert retry.params == first.params and retry.user_attrs["best_epoch"] in (1, 2)
+    runs = mlflow_runs(sweep)
+    assert [runs[n].info.status for n in (0, 1, 2)] == ["KILLED", "KILLED", "FINISHED"]
+
+    again = subprocess.run(
+        [sys.executable, "-m", "vtd.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0 and "0 trial(s) to run" in again.stdout
+    assert len(open_sweep_study(sweep, create=False).study.trials) == 3

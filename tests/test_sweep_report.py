@@ -22,7 +22,7 @@ from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
 from vtd.cli import main
 from vtd.sweep._tables import load_tables
 from vtd.sweep.config import Sweep, SweepFileError, load_sweep
-from vtd.sweep.plots import GridLayout, classify_cells
+from vtd.sweep.plots import GridLayout, classify_cells, heatmap_figure, heatmap_values
 from vtd.sweep.report import ReportFiles, write_report
 from vtd.sweep.session import prepare
 from vtd.sweep.study import StudyError
@@ -227,6 +227,48 @@ def test_the_commands_write_and_log_the_report(
     latest = parents[0].info.run_id
     assert latest != built.parent_run_id
     assert "report/report.md" in _artifacts(client, latest)
+
+
+def test_the_heatmaps_show_the_configuration_tables_values(
+    files: ReportFiles,
+    built: BuiltStudy,
+    sweep: Sweep,
+    complete_by_cell: dict,
+    metrics: dict,
+) -> None:
+    assert main(["report", str(built.sweep_path)]) == 0  # the files as the CLI writes them
+    table = pd.read_csv(files.tables["configurations"]).set_index("configuration")
+    tables = load_tables(sweep)
+    layout = GridLayout.of(tables)
+    checked = 0
+    for prefix in ("val", "test"):
+        figure = heatmap_figure(tables, layout, split=prefix)
+        assert "selected on validation; test metrics at that epoch" in figure.get_suptitle()
+        drawn = {text.get_text() for ax in figure.axes for text in ax.texts}
+        for metric in ("auc", "dist"):
+            for key in layout.line_keys:
+                for (batch, chunk), cell in heatmap_values(
+                    tables, layout, key, prefix, metric
+                ).items():
+                    if cell.mean is None:
+                        continue
+                    configuration = (
+                        f"batch_size={batch}, chunk_size={chunk}, initial_weights={key[0]}"
+                    )
+                    row = table.loc[configuration]
+                    assert cell.mean == pytest.approx(row[f"{prefix}_{metric}_mean"], rel=1e-12)
+                    # both read at the epoch selected on validation: never test's own best
+                    trials = complete_by_cell[configuration]
+                    at_selected = [
+                        metrics[t.number][f"{prefix}_{metric}"][t.user_attrs["best_epoch"]]
+                        for t in trials
+                    ]
+                    assert cell.mean == pytest.approx(statistics.fmean(at_selected), rel=1e-12)
+                    assert any(text.startswith(f"{cell.mean:.3f}") for text in drawn)
+                    checked += 1
+    assert checked == 2 * 2 * len(complete_by_cell)
+    text = files.report.read_text()
+    assert "selected on validation; test metrics at that epoch" in text
 
 
 TEST_SELECTED = """\

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -141,12 +143,14 @@ def test_a_changed_search_space_or_objective_is_refused(tmp_path: Path) -> None:
     open_sweep_study(load_sweep(write(tmp_path, GRID + "memory_cap_mb: 900\n")), create=True)
 
 
-def _claim_all(path: str, results: multiprocessing.Queue) -> None:
+def _claim_all(path: str, start: Any, results: multiprocessing.Queue) -> None:
     sweep_study = open_sweep_study(load_sweep(path), create=False)
-    numbers = []
+    sweep_study.study.get_trials(deepcopy=False)  # connected: only claims are left to race
+    start.wait(timeout=120)  # every worker claims from the same moment on
+    claims = []
     while (claim := claim_next(sweep_study)) is not None:
-        numbers.append(claim.trial.number)
-    results.put(numbers)
+        claims.append((claim.trial.number, time.monotonic()))
+    results.put(claims)
 
 
 def test_two_workers_never_claim_the_same_trial(tmp_path: Path) -> None:
@@ -154,13 +158,20 @@ def test_two_workers_never_claim_the_same_trial(tmp_path: Path) -> None:
     queue_all(path)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    workers = [context.Process(target=_claim_all, args=(str(path), results)) for _ in range(3)]
+    start = context.Barrier(3)
+    workers = [
+        context.Process(target=_claim_all, args=(str(path), start, results)) for _ in range(3)
+    ]
     for worker in workers:
         worker.start()
-    claimed = [number for _ in workers for number in results.get(timeout=120)]
+    per_worker = [results.get(timeout=300) for _ in workers]
     for worker in workers:
         worker.join()
+    claimed = [number for claims in per_worker for number, _ in claims]
     assert sorted(claimed) == list(range(36))
+    # they really raced: at least two workers were claiming during the same stretch of time
+    spans = sorted((claims[0][1], claims[-1][1]) for claims in per_worker if claims)
+    assert len(spans) >= 2 and spans[1][0] < spans[0][1], per_worker
     trials = trials_of(path)
     assert all(trial.state == TrialState.RUNNING for trial in trials)
     assert len(trials) == 36  # an empty queue never makes a new trial

@@ -9,6 +9,7 @@ from _data_factory import FrameSpec, write_clip
 
 from vtd.data import DataConfig, chunk_loader
 from vtd.model import VTD, ModelConfig, load_checkpoint, save_checkpoint
+from vtd.numerics import NonFiniteLoss
 from vtd.train import EpochRecord, FineTuning, StopTraining, TrainConfig, finetune
 from vtd.train.recipe import micro_batches
 
@@ -196,9 +197,28 @@ def test_training_lowers_the_loss_and_raises_auc(tiny_demo, tmp_path):
     assert last.test.auc > first.test.auc + 0.05
 
 
-def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path):
-    # fp16 needs CUDA (its grad scaler); bf16 autocast also works on the CPU
-    record = finetune(config(tiny_demo_data, tmp_path, device="cpu", precision="bf16")).records[0]
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_bf16_autocast_runs_on_the_cpu(tiny_demo_data, tmp_path, precision):
+    # fp16 needs CUDA (its grad scaler); bf16 autocast also works on the CPU. The dtypes that
+    # the frozen part's, the ConvLSTM's and the head's layers put out, in training and in
+    # evaluation, show that bf16 ran (and fp32, the control, did not).
+    run = FineTuning(config(tiny_demo_data, tmp_path, device="cpu", precision=precision))
+    seen: dict[tuple[str, bool], set[torch.dtype]] = {}
+    for name in ("conv1_scene", "convlstm_scene", "conv4"):
+        module = getattr(run.model, name)
+
+        def record(module, _inputs, output, name=name):
+            tensor = output[0] if isinstance(output, tuple) else output
+            seen.setdefault((name, run.model.training), set()).add(tensor.dtype)
+
+        module.register_forward_hook(record)
+    record = run.train().records[0]
+    run.close()
+    expected = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert set(seen) == {(name, mode) for name in ("conv1_scene", "conv4") for mode in (0, 1)} | {
+        ("convlstm_scene", mode) for mode in (0, 1)
+    }
+    assert all(dtypes == {expected} for dtypes in seen.values()), seen
     assert torch.isfinite(torch.tensor(record.train_loss))
     assert 0 <= record.validation.auc <= 1
 
@@ -243,3 +263,53 @@ def test_epoch_zero_evaluates_the_initial_weights_before_training(tiny_demo_data
     skipped: list[EpochRecord] = []
     finetune(config(data, tmp_path, epochs=1, evaluate_initial=False), skipped.append)
     assert [r.epoch for r in skipped] == [1]
+
+
+def _first_chunk(run: FineTuning):
+    loader = chunk_loader(run.train_clips, batch_size=4, chunk_size=3, train=True, epoch=1)
+    return next(iter(loader))
+
+
+def test_a_nan_input_ends_training_before_the_optimizer_applies_it(tiny_demo_data, tmp_path):
+    run = FineTuning(config(tiny_demo_data, tmp_path))
+    before = state_of(run.model)
+    steps: list[int] = []
+    optimizer_step = run.optimizer.step
+    run.optimizer.step = lambda: (steps.append(1), optimizer_step())
+    chunk = _first_chunk(run)
+    chunk.images[0] = float("nan")  # one bad frame: the whole chunk's loss becomes NaN
+    with pytest.raises(NonFiniteLoss, match=r"^non-finite loss at epoch 3, chunk 7$") as caught:
+        run.step(chunk, epoch=3, index=7)
+    assert (caught.value.epoch, caught.value.chunk) == (3, 7)
+    assert steps == []  # the optimizer never ran, so no weight and no Adam moment moved
+    assert all(torch.equal(value, before[key]) for key, value in run.model.state_dict().items())
+    assert all(p.grad is None for p in run.model.parameters())
+    run.close()
+
+
+def test_finite_loss_with_nan_gradients_is_stopped_too(tiny_demo_data, tmp_path):
+    run = FineTuning(config(tiny_demo_data, tmp_path))
+    before = state_of(run.model)
+    run.model.conv4.weight.register_hook(lambda grad: grad * float("nan"))
+    with pytest.raises(NonFiniteLoss, match=r"non-finite gradient at epoch 1, chunk 1"):
+        run.step(_first_chunk(run), epoch=1, index=1)
+    assert all(torch.equal(value, before[key]) for key, value in run.model.state_dict().items())
+    run.close()
+
+
+def test_the_epoch_and_chunk_of_a_nan_are_named_by_train(tiny_demo_data, tmp_path, monkeypatch):
+    from vtd.train import recipe
+
+    honest = recipe.chunk_loss
+    calls: list[int] = []
+
+    def nan_on_second_chunk(*args, **kwargs):
+        loss = honest(*args, **kwargs)
+        calls.append(1)
+        return type(loss)(*(part * float("nan") for part in loss)) if len(calls) == 2 else loss
+
+    monkeypatch.setattr(recipe, "chunk_loss", nan_on_second_chunk)
+    run = FineTuning(config(tiny_demo_data, tmp_path, epochs=2))
+    with pytest.raises(NonFiniteLoss, match=r"^non-finite loss at epoch 1, chunk 2$"):
+        run.train()
+    run.close()

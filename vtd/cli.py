@@ -15,6 +15,7 @@ A bad sweep file, a data error (or bad input to `prepare`) is one line on stderr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -276,10 +277,43 @@ def _ui(args: argparse.Namespace) -> int:
         "1",
     ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return _serve(command, env)
+
+
+class _Signalled(Exception):  # noqa: N818 - a signal, not an error
+    pass
+
+
+def _raise_signalled(signum: int, _frame: FrameType | None) -> None:
+    raise _Signalled(signum)
+
+
+def _serve(command: list[str], env: dict[str, str], grace_s: float = 10.0) -> int:
+    """Run a server until it ends or this process gets Ctrl-C, SIGTERM or SIGHUP; then stop
+    it and every process it started (its own session, so the whole group), never leaving it
+    listening. The server's exit code, or 0 when we stopped it."""
+    ending = (signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, _raise_signalled) for number in ending}
+    server = subprocess.Popen(command, env=env, start_new_session=True)
     try:
-        return subprocess.run(command, env=env, check=False).returncode
-    except KeyboardInterrupt:
+        return server.wait()
+    except (KeyboardInterrupt, _Signalled):
         return 0
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if server.poll() is None:
+            # SIGTERM first (uvicorn / gunicorn shut down cleanly), SIGKILL if it lingers
+            for stop_signal in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, stop_signal)
+                try:
+                    server.wait(grace_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        with contextlib.suppress(ProcessLookupError):  # its workers, if any outlived it
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def _evaluation_clips(args: argparse.Namespace) -> list:

@@ -23,6 +23,7 @@ from vtd.evaluate.cache import CacheWhere, EncodedChunk, FeatureCache, bytes_per
 from vtd.evaluate.metrics import auc, average_precision, gaze_distance
 from vtd.loss import chunk_loss
 from vtd.model import VTD, LSTMState
+from vtd.numerics import NonFiniteOutput, all_finite
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ def evaluate(
     """The published evaluation of `model` on every frame of `data`, in eval mode.
 
     Per chunk, the state carried from the previous chunk of the same clips is cut to the
-    clips still alive, as the authors' evaluation loop did.
+    clips still alive, as the authors' evaluation loop did. A heatmap or in/out logit that is
+    NaN or infinite raises `NonFiniteOutput`: it never becomes a metric.
     """
     device = torch.device(device)
     modes = {module: module.training for module in model.modules()}
@@ -176,6 +178,7 @@ def evaluate(
     l2_sum = xent_sum = 0.0
     state: LSTMState | None = None
     previous_last = 0
+    chunks = 0
     try:
         for chunk in data.chunks(model, device, precision):
             if chunk.first or state is None:
@@ -185,6 +188,12 @@ def evaluate(
             with autocast(device, precision):
                 heatmap, inout, state = model.decode(chunk.encoded, state, chunk.batch_sizes)
             heatmap, inout = heatmap.float(), inout.float()
+            if not all_finite(heatmap, inout):
+                raise NonFiniteOutput(
+                    f"the model's output is not finite (NaN or inf) in evaluation chunk "
+                    f"{chunks + 1} of {len(data.clips)} clip(s): no metric computed"
+                )
+            chunks += 1
             previous_last = int(chunk.batch_sizes[-1])
             maps = heatmap.squeeze(1)
             in_frame = chunk.inout > 0.5

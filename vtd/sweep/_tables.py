@@ -12,12 +12,15 @@ WAITING; a trial that ran before a copy that did not; then the latest. Its outco
 - `failed`, `interrupted`: FAILED (an error, a dead process; Ctrl-C);
 - `unfinished`: waiting or running.
 
-Numbers: a trial's `selected epoch` is the epoch the objective picked (`best_epoch`: its best
-or last epoch on the objective's split); `sel_<split>_<metric>` are its metrics at that
-epoch, `final_<split>_<metric>` at its last epoch (both read from MLflow's per-epoch
-metrics). Each metric's best and last value on its own are the `best_<split>_<metric>` and
-`last_<split>_<metric>` columns of `trials_frame` (the worker's summary); `StudyTables.reduce`
-says which of the two the heatmaps read (`report.reduce`, else the objective's).
+Numbers: a trial's `selected_epoch` is chosen on the objective's split and metric, never on
+another: its best or last epoch there (`StudyTables.reduce`: `report.reduce`, else the
+objective's, whose epoch is the trial's `best_epoch`). `sel_<split>_<metric>` are its
+metrics at that epoch, for every split (test metrics are read at the epoch validation
+selected), `final_<split>_<metric>` at its last epoch (both read from MLflow's per-epoch
+metrics). Tables and heatmaps read these; `selection_text` says in words how the epoch was
+selected, for the caption under each of them. The worker's per-metric summary
+(`best_<split>_<metric>`, each metric's best over all epochs) is not a selection and no
+table or figure reads it.
 """
 
 from __future__ import annotations
@@ -226,6 +229,35 @@ def failure_figure(row: Mapping[str, Any], width: int = 60) -> str:
     return reason if len(reason) <= width else reason[: width - 1] + "…"
 
 
+def selection_text(sweep: Sweep, reduce: str) -> str:
+    """How a trial's epoch is selected, in words, for the caption under a table or figure."""
+    objective = sweep.file.objective
+    metric = {"auc": "AUC", "dist": "distance", "ap": "AP"}.get(objective.metric, objective.metric)
+    text = f"the epoch of its {reduce} {objective.split} {metric}"
+    if objective.optimistic:
+        return text + " (selected on test: optimistic)"
+    return text + " (selected on validation; test metrics at that epoch)"
+
+
+def _selected_epoch(
+    curves: pd.DataFrame | None, best_epoch: Any, how: str, sweep: Sweep
+) -> int | None:
+    """The epoch `how` selects on the objective's split and metric (see the docstring)."""
+    if curves is None or curves.empty:
+        return None
+    objective = sweep.file.objective
+    if how == "last":
+        return int(curves["epoch"].iloc[-1])
+    if objective.reduce == "best":  # the objective's own choice, as Optuna has it
+        return int(best_epoch) if _finite(best_epoch) else None
+    column = f"{'val' if objective.split == 'validation' else 'test'}_{objective.metric}"
+    values = curves[column].dropna() if column in curves else pd.Series(dtype="float64")
+    if values.empty:
+        return None
+    first_best = values.idxmax() if objective.resolved_direction == "maximize" else values.idxmin()
+    return int(curves.loc[first_best, "epoch"])
+
+
 def load_tables(sweep: Sweep) -> StudyTables:
     """The study's tables (empty frames when nothing has run yet)."""
     report = sweep.file.report
@@ -267,14 +299,16 @@ def load_tables(sweep: Sweep) -> StudyTables:
         f"{kind}_{column}": [] for kind in ("sel", "final") for column in metric_columns
     }
     rows["final_epoch"] = []
+    rows["selected_epoch"] = []
     by_number = {number: group for number, group in curves.groupby("number")} if len(curves) else {}
     for trial in trials.to_dict("records"):
         mine = by_number.get(trial["number"])
         has_curves = mine is not None and trial["outcome"] in WITH_CURVES
         mine = mine.sort_values("epoch") if has_curves else None
-        best = trial.get("best_epoch")
-        selected = mine[mine["epoch"] == int(best)] if has_curves and _finite(best) else None
+        epoch = _selected_epoch(mine, trial.get("best_epoch"), how, sweep)
+        selected = mine[mine["epoch"] == epoch] if mine is not None and epoch is not None else None
         rows["final_epoch"].append(int(mine["epoch"].iloc[-1]) if has_curves else None)
+        rows["selected_epoch"].append(epoch)
         for column in metric_columns:
             at_best = None
             if selected is not None and len(selected):

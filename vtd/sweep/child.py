@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtd.sweep.faults import FaultConfig, inject
+from vtd.sweep.faults import IN_TRAINING, FaultConfig, inject, poison_loss
 from vtd.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def _watch_worker(worker_pid: int | None) -> None:
 
 def _faults_at(request: TrainingRequest, epoch: int) -> None:
     for fault in request.faults:
-        if fault.epoch == epoch:
+        if fault.epoch == epoch and fault.kind not in IN_TRAINING:
             inject(fault, epoch, request.memory_cap_mb)
 
 
@@ -205,7 +205,11 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
         else "",
     )
 
+    loss_epoch_ended = poison_loss(request.faults)
+
     def on_epoch(record: EpochRecord) -> bool:
+        if loss_epoch_ended is not None:
+            loss_epoch_ended(record.epoch)
         if record.epoch > 0:  # faults "at epoch 0" fired before training, below
             _faults_at(request, record.epoch)
         connection.send(("epoch", record.to_dict()))

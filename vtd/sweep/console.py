@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from vtd.sweep._tables import selection_text
 from vtd.sweep.config import Sweep
 from vtd.sweep.session import Notice, Plan
 from vtd.sweep.worker import EpochEnded, Event, TrialEnded, TrialStarted
@@ -145,11 +146,13 @@ def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
     """One row per trial: state, settings, seed, value, best AUC / distance, reason."""
     split = "val" if sweep.file.objective.split == "validation" else "test"
     objective = sweep.file.objective
+    # The report's definition (`vtd.sweep._tables.selection_text`), stated under the table.
     table = Table(
         title=title,
         title_justify="left",
         caption=f"value: {objective.reduce} {objective.split} {objective.metric}; "
-        f"{split} AUC / dist: the best epoch's",
+        f"{split} AUC / dist: at each trial's selected epoch, "
+        f"{selection_text(sweep, objective.reduce)}",
         caption_justify="left",
     )
     headers = ("#", "state", *sweep.space.names, "seed", "value", f"{split} AUC", f"{split} dist")
@@ -169,8 +172,8 @@ def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
             *(str(row.get(name)) for name in sweep.space.names),
             _number(row.get("seed")),
             _number(row.get("value")),
-            _number(row.get(f"best_{split}_auc")),
-            _number(row.get(f"best_{split}_dist")),
+            _number(row.get(f"selected_{split}_auc")),
+            _number(row.get(f"selected_{split}_dist")),
             _text(row.get("reason"))
             .removeprefix("pruned: ")
             .removeprefix("failed: ")

@@ -8,10 +8,13 @@ faults:
   - {kind: cuda_oom, epoch: 1, when: {batch_size: ">= 8"}}   # PRUNED, out-of-memory (CUDA)
   - {kind: memory_cap, epoch: 0, when: {chunk_size: 4}}       # PRUNED, over memory_cap_mb
   - {kind: sigkill, epoch: 2, when: {initial_weights: fresh}} # FAILED, killed by SIGKILL
+  - {kind: nan_loss, epoch: 1, when: {lr: 1.0e-3}}            # FAILED, non-finite loss
 ```
 `epoch: 0` fires before training starts, `epoch: N` when epoch N has been trained and
-evaluated (before it is reported). `when` compares training settings of the trial (field
-paths, weights by name) with a value, or with `>=`, `<=`, `>`, `<`, `==`, `!=` and a value.
+evaluated (before it is reported); except `nan_loss`, which makes the loss of the first
+training chunk of epoch N (at least 1) NaN, so that training itself must catch it. `when`
+compares training settings of the trial (field paths, weights by name) with a value, or with
+`>=`, `<=`, `>`, `<`, `==`, `!=` and a value.
 This module is imported by trial processes: it needs neither optuna nor mlflow.
 """
 
@@ -27,11 +30,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 logger = logging.getLogger(__name__)
 
-FaultKind = Literal["cuda_oom", "host_oom", "exception", "memory_cap", "sigkill", "exit"]
+FaultKind = Literal[
+    "cuda_oom", "host_oom", "exception", "memory_cap", "sigkill", "exit", "nan_loss"
+]
+# Faults that happen inside training rather than between epochs (see `poison_loss`).
+IN_TRAINING: frozenset[str] = frozenset({"nan_loss"})
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -56,6 +63,12 @@ class FaultConfig(BaseModel):
     epoch: int = Field(default=1, ge=0)
     when: dict[str, Any] = Field(default_factory=dict)
     exit_code: int = Field(default=3, ge=1, le=255)
+
+    @model_validator(mode="after")
+    def _in_training_from_epoch_1(self) -> FaultConfig:
+        if self.kind in IN_TRAINING and self.epoch < 1:
+            raise ValueError(f"{self.kind} happens while an epoch trains: epoch must be >= 1")
+        return self
 
     def matches(self, settings: Mapping[str, Any]) -> bool:
         """Whether a trial with these settings (field paths -> values) gets this fault."""
@@ -115,6 +128,38 @@ def inject(fault: FaultConfig, epoch: int, memory_cap_mb: int | None) -> None:
         os._exit(fault.exit_code)
     if fault.kind == "memory_cap":
         _exceed_memory(memory_cap_mb)
+
+
+def poison_loss(faults: tuple[FaultConfig, ...]) -> Callable[[int], None] | None:
+    """Make the training loss NaN at the `nan_loss` faults' epochs, in this process only.
+
+    Replaces `vtd.train.recipe.chunk_loss` (the trial process is forked for this one trial,
+    so nothing else sees it) with one that multiplies the loss by NaN on the first chunk of a
+    poisoned epoch, as a diverging run would. Returns the callback that tells it which epoch
+    has ended (the next one is training), or None without such faults.
+    """
+    epochs = {fault.epoch for fault in faults if fault.kind == "nan_loss"}
+    if not epochs:
+        return None
+    from vtd.loss import ChunkLoss
+    from vtd.train import recipe
+
+    honest = recipe.chunk_loss
+    training = {"epoch": 1, "poisoned": False}
+
+    def poisoned(*args: Any, **kwargs: Any) -> ChunkLoss:
+        loss = honest(*args, **kwargs)
+        if training["epoch"] in epochs and not training["poisoned"]:
+            training["poisoned"] = True
+            logger.warning("injected fault at epoch %d: nan_loss", training["epoch"])
+            return ChunkLoss(*(part * float("nan") for part in loss))
+        return loss
+
+    def epoch_ended(epoch: int) -> None:
+        training["epoch"], training["poisoned"] = epoch + 1, False
+
+    recipe.chunk_loss = poisoned  # type: ignore[assignment]
+    return epoch_ended
 
 
 def _exceed_memory(memory_cap_mb: int | None) -> None:

@@ -10,6 +10,10 @@ again with the same parameters (`vtd.sweep.storage.RequeueStaleTrial`), records 
 trial (`reason`, `worker_lost`) and ends its MLflow run as KILLED. The retry's run is linked
 to it when it starts (`retry_of` / `retried_by` tags).
 
+A worker on this machine needs no grace period: each claimed trial records its worker as
+`host:pid`, and when the host is this one and that process is gone (or the pid now belongs to
+a process started after the trial), the trial is lost at once (`dead_here`).
+
 A worker that is alive but whose trial was found stale all the same (its storage unreachable
 for longer than the grace period) notices it at its next heartbeat, stops the trial and
 leaves the trial and its runs to the retry.
@@ -18,12 +22,14 @@ leaves the trial and its runs to the retry.
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 import time
 import warnings
 from types import TracebackType
 
 import optuna
+import psutil
 from optuna.trial import FrozenTrial, TrialState
 
 from vtd.sweep.storage import RequeueStaleTrial
@@ -113,11 +119,41 @@ def _stale_trial_ids(sweep_study: SweepStudy) -> list[int] | None:
     return None if query is None else list(query(sweep_study.study_id))
 
 
+def _process_gone(pid: int, since: float | None) -> bool:
+    """Whether process `pid` has ended; a pid reused by a process younger than `since`
+    (a POSIX time) counts as ended."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        return since is not None and process.create_time() > since + 1.0
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # not ours to inspect (another user): it exists
+        return False
+
+
+def dead_here(trial: FrozenTrial) -> bool:
+    """A running trial whose worker (`host:pid`) ran on this machine and is gone now."""
+    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+    if host != platform.node() or not pid.isdigit():
+        return False
+    started = trial.datetime_start.timestamp() if trial.datetime_start is not None else None
+    return _process_gone(int(pid), started)
+
+
+def _dead_here_trial_ids(sweep_study: SweepStudy) -> list[int]:
+    trials = sweep_study.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    trial_id = sweep_study.storage.get_trial_id_from_study_id_trial_number
+    return [trial_id(sweep_study.study_id, trial.number) for trial in trials if dead_here(trial)]
+
+
 def recover_lost_trials(sweep_study: SweepStudy, tracker: Tracker | None = None) -> list[int]:
     """FAIL and queue again every running trial whose heartbeat is stale, with the reason on
     the trial; close their MLflow runs as KILLED. Returns the numbers of the trials failed
     here. Safe in any number of processes at once: each stale trial is failed (and queued
-    again) by exactly one of them."""
+    again) by exactly one of them. A trial whose worker ran on this machine and is gone is
+    lost at once, without waiting for its heartbeat to go stale."""
     storage, study = sweep_study.storage, sweep_study.study
     grace = _grace_s(storage)
     if grace is None:
@@ -129,17 +165,25 @@ def recover_lost_trials(sweep_study: SweepStudy, tracker: Tracker | None = None)
             optuna.storages.fail_stale_trials(study)
         return []
     requeue = storage.get_heartbeat_stale_trial_callback()
+    gone_here = [
+        trial_id for trial_id in _dead_here_trial_ids(sweep_study) if trial_id not in stale
+    ]
     failed: list[FrozenTrial] = []
-    for trial_id in stale:
+    for trial_id in [*stale, *gone_here]:
         try:
             trial = storage.get_trial(trial_id)
             worker = trial.user_attrs.get("worker", "(unknown)")
+            why = (
+                "its process is gone"
+                if trial_id in gone_here
+                else f"no heartbeat for over {grace} s"
+            )
             again = (
                 "queued again with the same parameters"
                 if not isinstance(requeue, RequeueStaleTrial) or requeue.will_retry(trial)
                 else "retried too often: not queued again"
             )
-            reason = f"failed: worker {worker} lost (no heartbeat for over {grace} s); {again}"
+            reason = f"failed: worker {worker} lost ({why}); {again}"
             storage.set_trial_user_attr(trial_id, "worker_lost", True)
             storage.set_trial_user_attr(trial_id, "reason", reason)
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):

@@ -5,8 +5,10 @@
   mean over repeats with a min-max band; out-of-memory cells hatched and labelled with what
   triggered it, failed cells with the error, cells not run yet saying so: never blank.
   `classify_cells` is what decides how each cell is drawn (and what tests check).
-- `heatmap_figure`: the best (or last) AUC and distance per cell, one panel per line,
-  annotated with mean and standard deviation over repeats; out-of-memory cells hatched.
+- `heatmap_figure`: AUC and distance per cell at each repeat's selected epoch (chosen on
+  the objective's split, as in the report's configurations table: test metrics are never
+  selected on test unless the objective is), one panel per line, annotated with mean and
+  standard deviation over repeats; out-of-memory cells hatched.
 - `optuna_views`: optimisation history, intermediate values and parameter importances, drawn
   by `optuna.visualization.matplotlib`, where they add to the above (`optuna_views_for`).
 
@@ -44,6 +46,7 @@ from vtd.sweep._tables import (
     failure_figure,
     out_of_memory_figure,
     ran_first,
+    selection_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -428,9 +431,9 @@ class HeatmapCell:
 def heatmap_values(
     tables: StudyTables, layout: GridLayout, key: tuple[Any, ...], split: str, metric: str
 ) -> dict[tuple[Any, Any], HeatmapCell]:
-    """Per cell, for one line: the mean of the trials' best (or last, `tables.reduce`)
-    metric over the complete trials."""
-    column = f"{tables.reduce}_{split}_{metric}"
+    """Per cell, for one line: the mean over the complete trials of the metric at each
+    trial's selected epoch (`sel_<split>_<metric>`, see `vtd.sweep._tables`)."""
+    column = f"sel_{split}_{metric}"
     values = {}
     for row in layout.row_values:
         for col in layout.column_values:
@@ -456,12 +459,11 @@ def _text_colour(colormap: Colormap, fraction: float) -> str:
 
 
 def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val") -> Figure:
-    """Best (or last) AUC and distance per cell: a row per metric, a panel per line."""
-    how = tables.reduce
+    """AUC and distance per cell at the selected epoch: a row per metric, a panel per line."""
     nrows, ncols = len(layout.row_values), len(layout.column_values)
     panels = max(len(layout.line_keys), 1)
     width = max(panels * (1.1 * ncols + 1.6) + 1.2, 6.5)
-    figure = _new_figure(width, 2 * (0.75 * nrows + 1.3) + 0.8)
+    figure = _new_figure(width, 2 * (0.75 * nrows + 1.3) + 1.1)
     axes = figure.subplots(2, panels, squeeze=False)
     for m, metric in enumerate(("auc", "dist")):
         grids = {
@@ -503,9 +505,13 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
         if image is not None:
             bar = figure.colorbar(image, ax=list(axes[m]), shrink=0.9)
             unit = "\n(normalised image units)" if metric == "dist" else ""
-            bar.set_label(f"{how} {SPLIT_NAMES[split]} {METRIC_NAMES[metric]}{unit}", fontsize=8.5)
+            bar.set_label(
+                f"{SPLIT_NAMES[split]} {METRIC_NAMES[metric]} at the selected epoch{unit}",
+                fontsize=8.5,
+            )
     figure.suptitle(
-        f"{tables.sweep.study_name}: {how} {SPLIT_NAMES[split]} AUC and distance per cell\n"
+        f"{tables.sweep.study_name}: {SPLIT_NAMES[split]} AUC and distance per cell\n"
+        f"at each repeat's selected epoch: {selection_text(tables.sweep, tables.reduce)}\n"
         "(mean ± std over complete repeats; hatched: out of memory)",
         fontsize=10,
     )

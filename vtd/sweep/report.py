@@ -44,6 +44,7 @@ from vtd.sweep._tables import (
     load_tables,
     out_of_memory_figure,
     ran_first,
+    selection_text,
 )
 from vtd.sweep.config import Sweep
 from vtd.sweep.plots import (
@@ -150,7 +151,7 @@ def configurations(tables: StudyTables) -> pd.DataFrame:
             "repeats": len(group),
             "complete": len(done),
             "trials": " ".join(str(int(n)) for n in group["number"]),
-            "selected_epochs": " ".join(str(int(e)) for e in done["best_epoch"].dropna()),
+            "selected_epochs": " ".join(str(int(e)) for e in done["selected_epoch"].dropna()),
         }
         for prefix in tables.splits:
             for metric in ("auc", "dist"):
@@ -326,12 +327,11 @@ def _configurations_section(table: pd.DataFrame, tables: StudyTables) -> list[st
     lines = ["## Configurations", ""]
     if table.empty:
         return [*lines, "No trial has finished yet.", ""]
-    objective = tables.sweep.file.objective
     lines.append(
-        f"Metrics at each repeat's selected epoch (its {objective.reduce} {objective.split} "
-        f"{METRIC_NAMES.get(objective.metric, objective.metric)}, the objective), "
-        "mean ± sample standard deviation over the complete repeats; `best epoch` lists them. "
-        "Distance is in normalised image units (lower is better)."
+        f"Metrics at each repeat's selected epoch ({selection_text(tables.sweep, tables.reduce)}),"
+        " mean ± sample standard deviation over the complete repeats; `best epoch` lists them. "
+        "Distance is in normalised image units (lower is better). The heatmaps show the same "
+        "means."
     )
     lines.append("")
     settings = [name for name in tables.settings if name != "initial_weights"]

@@ -69,7 +69,13 @@ def trials_frame(sweep: Sweep) -> pd.DataFrame:
             "started": trial.datetime_start,
             "completed": trial.datetime_complete,
         }
-        row.update({k: v for k, v in attrs.items() if k.startswith(("best_", "last_", "initial_"))})
+        row.update(
+            {
+                k: v
+                for k, v in attrs.items()
+                if k.startswith(("best_", "last_", "initial_", "selected_"))
+            }
+        )
         rows.append(row)
     sweep_study.storage.remove_session()
     return pd.DataFrame(rows).sort_values("number", ignore_index=True)

@@ -117,6 +117,21 @@ def trained_epochs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [record for record in records if int(record["epoch"]) > 0]
 
 
+def selected_metrics(records: list[dict[str, Any]], epoch: int) -> dict[str, float]:
+    """Every split's metrics at the epoch the objective selected (`selected_<split>_<metric>`):
+    what `status` shows, by the definition the report uses (test read at that epoch)."""
+    attrs: dict[str, float] = {}
+    for record in records:
+        if int(record["epoch"]) != epoch:
+            continue
+        for split, prefix in SPLIT_PREFIXES.items():
+            for metric in ("auc", "dist", "ap"):
+                value = objective_value(record, split, metric)
+                if value is not None:
+                    attrs[f"selected_{prefix}_{metric}"] = value
+    return attrs
+
+
 @dataclass
 class _Verdict:
     state: TrialState
@@ -339,6 +354,7 @@ class TrialExecution:
             pick = max if objective.resolved_direction == "maximize" else min
             best_epoch, value = pick(series, key=lambda item: item[1])
         attrs["best_epoch"] = best_epoch
+        attrs.update(selected_metrics(outcome.records, best_epoch))
         if outcome.stopped_by_worker:  # the pruner said stop: training ended after that epoch
             name = self.sweep.file.pruner.name.replace("_", " ")
             pruned_at = int(outcome.records[-1]["epoch"])

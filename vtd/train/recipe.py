@@ -16,6 +16,8 @@ Features, and how each is switched (all in `TrainConfig`):
   micro-batches whose losses are scaled to sum to the whole batch's loss, so the update
   equals one of the whole batch.
 - Mixed precision (`precision`): bf16 or fp16 autocast on CUDA, fp16 with a grad scaler.
+- Finite numbers only: a chunk whose loss (or, without a grad scaler, whose gradients) holds
+  a NaN or an infinity raises `NonFiniteLoss(epoch, chunk)` before the optimiser applies it.
 - Device (`device: auto` picks CUDA when present) and seeds (`seed`: a CPU run repeats exactly).
 - Evaluation of the initial weights before training (`evaluate_initial`, on by default): an
   epoch-0 record with validation and test metrics and no training loss, handed to `on_epoch`
@@ -53,6 +55,7 @@ from vtd.model import (
     load_checkpoint,
     save_checkpoint,
 )
+from vtd.numerics import NonFiniteLoss
 from vtd.train.config import HIGHER_IS_BETTER, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -306,15 +309,20 @@ class FineTuning:
         totals = np.zeros(3)
         updates = 0
         for chunk in loader:
-            totals += self.step(chunk.to(self.device, non_blocking=True))
             updates += 1
+            totals += self.step(
+                chunk.to(self.device, non_blocking=True), epoch=epoch, index=updates
+            )
         if updates == 0:
             raise ValueError("the training split produced no chunks")
         loss, l2, xent = totals / updates
         return float(loss), float(l2), float(xent)
 
-    def step(self, chunk: Chunk) -> np.ndarray:
+    def step(self, chunk: Chunk, *, epoch: int = 0, index: int = 0) -> np.ndarray:
         """One optimizer update on a training chunk; returns its loss (total, l2, xent).
+
+        `epoch` and `index` (the chunk's 1-based place in the epoch) only name the chunk in a
+        `NonFiniteLoss`, raised before the update when its loss or gradients are not finite.
 
         The chunk's clips run as micro-batches whose gradients add up to the whole batch's;
         each micro-batch carries its own ConvLSTM state from the previous chunk of the same
@@ -370,10 +378,26 @@ class FineTuning:
             states[m] = state.detach()
             last_alive[m] = int(part.batch_sizes[-1])
             sums += [float(part_loss.detach()) for part_loss in loss]
+        self._check_finite(sums, epoch, index)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return sums
+
+    def _check_finite(self, sums: np.ndarray, epoch: int, index: int) -> None:
+        """Raise NonFiniteLoss, the gradients dropped, if this update would apply NaN or inf."""
+        what = None
+        if not np.isfinite(sums).all():
+            what = "loss"
+        elif not self.scaler.is_enabled():
+            # An fp16 grad scaler skips steps with infinite gradients by design; otherwise a
+            # finite loss can still have non-finite gradients. One fused norm: cheap.
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+                what = "gradient"
+        if what is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(epoch, index, what)
 
     # --- checkpoints ----------------------------------------------------------------------
     def _selection_metrics(self, record: EpochRecord) -> tuple[str, float]:
