@@ -5,7 +5,8 @@
 
 A temporary sweep file of 9 cells; its study is prepared first (study and MLflow experiment
 made, 9 trials queued), so that `status` reads a real study. Prints the median and the
-slowest of `--repeats` runs per command, and the heavy modules each one loaded. Exits 1 if a
+slowest wall time of `--repeats` runs per command, the median CPU time (user + system: what a
+busy machine changes least), and the heavy modules each one loaded. Exits 1 if a
 median is 1 s or more, or if one loaded torch or torchvision.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,16 +44,24 @@ LOADED = (
 )
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Seconds of one `vtd-sweep ARGV` in a fresh interpreter, and the heavy modules it loaded."""
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one `vtd-sweep ARGV` in a fresh interpreter, and the heavy
+    modules it loaded. CPU time is what a busy machine changes least."""
     command = [sys.executable, "-c", f"{LOADED}\nfrom vtd.cli import main; main({argv!r})"]
+    cpu = _children_cpu_s()
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - start
+    cpu = _children_cpu_s() - cpu
     if done.returncode not in (0,):
         raise SystemExit(f"{argv}: exit {done.returncode}\n{done.stderr}")
     loaded = next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
-    return seconds, loaded.removeprefix("LOADED ")
+    return seconds, cpu, loaded.removeprefix("LOADED ")
 
 
 def main() -> int:
@@ -79,15 +89,16 @@ def main() -> int:
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"load average {os.getloadavg()[0]:.1f}"
         )
-        print("| command | median | slowest | loaded |")
-        print("| --- | ---: | ---: | --- |")
+        print("| command | median wall | slowest wall | median CPU | loaded |")
+        print("| --- | ---: | ---: | ---: | --- |")
         for name, argv in commands.items():
             runs = [timed(argv, env) for _ in range(args.repeats)]
             seconds = [run[0] for run in runs]
-            loaded = runs[-1][1]
+            cpu = statistics.median(run[1] for run in runs)
+            loaded = runs[-1][2]
             median = statistics.median(seconds)
             failed |= median >= 1.0 or "torch" in loaded
-            print(f"| `{name}` | {median:.2f} s | {max(seconds):.2f} s | {loaded} |")
+            print(f"| `{name}` | {median:.2f} s | {max(seconds):.2f} s | {cpu:.2f} s | {loaded} |")
         print(json.dumps({"load_average_after": os.getloadavg()[0]}))
     return 1 if failed else 0
 

@@ -59,7 +59,6 @@ def _run(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
     from vtd.sweep.console import LiveProgress, plan_table, state_counts, terminal, trials_table
     from vtd.sweep.pool import worker_specs
-    from vtd.sweep.results import trials_frame
     from vtd.sweep.runner import TrialLauncher
     from vtd.sweep.session import (
         OPTIMISTIC_NOTE,
@@ -124,6 +123,8 @@ def _run(args: argparse.Namespace) -> int:
                     stop=ctrl_c.stop,
                     prepared=study_plan,
                 )
+    from vtd.sweep.results import trials_frame  # pandas: not needed by --dry-run
+
     trials = trials_frame(sweep)
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
     if sweep.file.objective.optimistic:

@@ -10,7 +10,6 @@ import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -25,7 +24,9 @@ from rich.table import Table
 
 from vtd.sweep.config import Sweep
 
-if TYPE_CHECKING:  # session and worker import mlflow: not for `status` or `--dry-run`
+if TYPE_CHECKING:  # session and worker import mlflow, pandas takes 0.3 s: not for `--dry-run`
+    import pandas as pd
+
     from vtd.sweep.session import Notice, Plan
     from vtd.sweep.worker import Event
 
