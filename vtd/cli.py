@@ -1,8 +1,9 @@
 """`vtd-sweep`: the command line. Thin: parses, then calls `vtd.sweep` and `vtd.data`.
 
-    vtd-sweep run FILE [--workers N] [--gpus 0,1,...] [--dry-run] [--force-new]
+    vtd-sweep run FILE [--workers N] [--gpus 0,1,...] [--dry-run] [--force-new] [--probe]
     vtd-sweep worker FILE [--storage URL] [--tracking-uri URL] [--threads N]
     vtd-sweep status FILE
+    vtd-sweep probe FILE
     vtd-sweep report FILE
     vtd-sweep ui FILE [--port PORT]
     vtd-sweep eval --weights FILE_OR_FOLDER (--data FOLDER ... | --sweep FILE) [...]
@@ -60,7 +61,6 @@ def _run(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
     from vtd.sweep.console import LiveProgress, plan_table, state_counts, terminal, trials_table
     from vtd.sweep.pool import worker_specs
-    from vtd.sweep.results import trials_frame
     from vtd.sweep.runner import TrialLauncher
     from vtd.sweep.session import (
         OPTIMISTIC_NOTE,
@@ -105,6 +105,11 @@ def _run(args: argparse.Namespace) -> int:
                 console.print("interrupted while preparing: run the same command again")
                 return 130
             raise
+        if args.probe and study_plan.total > 0:
+            from vtd.sweep.probe import probe_and_record
+
+            if probe_and_record(sweep, console, stop=ctrl_c.stop):
+                study_plan = plan(sweep)  # the pruned trials are no longer to run
         console.print(
             f"study {sweep.study_name}: {study_plan.total} trial(s) to run, "
             f"{study_plan.finished} finished before; MLflow: {sweep.tracking_uri}"
@@ -120,6 +125,8 @@ def _run(args: argparse.Namespace) -> int:
                     stop=ctrl_c.stop,
                     prepared=study_plan,
                 )
+    from vtd.sweep.results import trials_frame  # pandas: not needed by --dry-run
+
     trials = trials_frame(sweep)
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
     if sweep.file.objective.optimistic:
@@ -145,6 +152,17 @@ def _write_report(console: Console, file: Path, parent_run_id: str | None) -> No
         soft_wrap=True,
         markup=False,
     )
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from vtd.sweep.config import load_sweep
+    from vtd.sweep.console import terminal
+    from vtd.sweep.probe import probe_and_show
+
+    console = terminal()
+    with _CtrlC(console) as ctrl_c:
+        probe_and_show(load_sweep(args.file), console, stop=ctrl_c.stop)
+    return 130 if ctrl_c.stop.is_set() else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -511,7 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the study of this name and start it anew (its folder and MLflow "
         "experiment are kept under a new name)",
     )
+    run.add_argument(
+        "--probe",
+        action="store_true",
+        help="first probe every cell (one training and one evaluation step each) and record "
+        "those that run out of memory as PRUNED, before any full trial starts",
+    )
     run.set_defaults(handler=_run)
+
+    probe = commands.add_parser(
+        "probe",
+        help="which grid cells fit in memory: one training and one evaluation step per cell, "
+        "each in a trial process, largest batch x chunk first",
+    )
+    probe.add_argument("file", type=Path, help="the sweep file (YAML)")
+    probe.set_defaults(handler=_probe)
 
     worker = commands.add_parser(
         "worker",
@@ -613,13 +645,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_mlflow_error(error: Exception) -> bool:
+    """An MlflowException, without importing mlflow (a second of the quick answers: `status`,
+    `--dry-run`) when nothing did: then the error cannot be one."""
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    return mlflow_exceptions is not None and isinstance(error, mlflow_exceptions.MlflowException)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vtd.sweep.console import configure_logging
 
     configure_logging(args.verbose)
-    from mlflow.exceptions import MlflowException
-
     from vtd.sweep.config import SweepFileError
     from vtd.sweep.session import PreparationError
     from vtd.sweep.storage import StorageError
@@ -630,7 +667,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepFileError, StudyError, PreparationError, StorageError, _UsageError) as error:
         print(f"vtd-sweep: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except MlflowException as error:  # an unreachable tracking server, mostly
+    except Exception as error:
+        if not _is_mlflow_error(error):
+            raise
+        # an unreachable tracking server, mostly
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         print(f"vtd-sweep: MLflow: {first}", file=sys.stderr)
         return 1

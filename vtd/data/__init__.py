@@ -11,8 +11,14 @@ for chunk in chunk_loader(splits.train, batch_size=4, chunk_size=3, train=True, 
 
 Formats live in private modules (`_vat`, `_oa`) behind one reader interface (`_base`);
 `targets` holds the published heatmap, head-channel and smoothing formulas.
+
+Exports other than the configs and `DataError` are loaded on first use (see `vtd._lazy`):
+a sweep file's `DataConfig` is read without importing torch.
 """
 
+from typing import TYPE_CHECKING
+
+from vtd._lazy import lazy_exports
 from vtd.data.config import (
     AugmentationConfig,
     CrossValidation,
@@ -22,9 +28,11 @@ from vtd.data.config import (
     SplitSpec,
 )
 from vtd.data.errors import DataError
-from vtd.data.index import Clip, build_index
-from vtd.data.loader import Chunk, ChunkLoader, chunk_loader
-from vtd.data.splits import Splits, load_splits, make_splits
+
+if TYPE_CHECKING:
+    from vtd.data.index import Clip, build_index
+    from vtd.data.loader import Chunk, ChunkLoader, chunk_loader
+    from vtd.data.splits import Splits, load_splits, make_splits
 
 __all__ = [
     "AugmentationConfig",
@@ -43,3 +51,17 @@ __all__ = [
     "load_splits",
     "make_splits",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Clip": "vtd.data.index",
+        "build_index": "vtd.data.index",
+        "Chunk": "vtd.data.loader",
+        "ChunkLoader": "vtd.data.loader",
+        "chunk_loader": "vtd.data.loader",
+        "Splits": "vtd.data.splits",
+        "load_splits": "vtd.data.splits",
+        "make_splits": "vtd.data.splits",
+    },
+)

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from vtd.sweep.faults import IN_TRAINING, FaultConfig, inject, poison_loss
 from vtd.train.config import TrainConfig
@@ -66,6 +66,8 @@ class TrainingRequest:
     worker_pid: int | None = None  # the trial ends when this process is gone
     # The worker's GPU pin, applied before CUDA starts (the fork server may be older than it).
     cuda_visible_devices: str | None = None
+    # Not a training: one step of `vtd.sweep.probe.probe_step` ("train" or "evaluate").
+    probe: Literal["train", "evaluate"] | None = None
 
 
 def _peak_rss_mb() -> float:
@@ -217,9 +219,18 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
 
     try:
         _faults_at(request, 0)
-        started = time.perf_counter()
-        result = finetune(request.config, on_epoch)
-        train_seconds = time.perf_counter() - started
+        if request.probe is not None:
+            from vtd.sweep.probe import probe_step
+
+            done = probe_step(request.config, request.probe)
+        else:
+            started = time.perf_counter()
+            result = finetune(request.config, on_epoch)
+            done = {
+                "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+                "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+                "train_seconds": time.perf_counter() - started,
+            }
     except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
         logger.error("training failed:\n%s", "".join(traceback.format_exception(error)))
         try:
@@ -227,15 +238,5 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
         except OSError:
             logger.error("the worker is gone; nobody to tell")
         return
-    connection.send(
-        (
-            "done",
-            {
-                "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-                "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-                "train_seconds": train_seconds,
-                "peak_rss_mb": _peak_rss_mb(),
-            },
-        )
-    )
+    connection.send(("done", {**done, "peak_rss_mb": _peak_rss_mb()}))
     logger.info("trial process %d: done", os.getpid())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import warnings
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -23,14 +24,22 @@ from rich.table import Table
 
 from vtd.sweep._tables import selection_text
 from vtd.sweep.config import Sweep
-from vtd.sweep.session import Notice, Plan
-from vtd.sweep.worker import EpochEnded, Event, TrialEnded, TrialStarted
+
+if TYPE_CHECKING:  # session and worker import mlflow, pandas takes 0.3 s: not for `--dry-run`
+    import pandas as pd
+
+    from vtd.sweep.session import Notice, Plan
+    from vtd.sweep.worker import Event
 
 
 def configure_logging(verbose: bool) -> None:
     """Our warnings (and INFO with `verbose`) on stderr; the libraries' chatter off."""
-    import mlflow  # noqa: F401 - sets its own log levels when imported: import it first
     import optuna
+
+    # mlflow sets its loggers' level when imported (from MLFLOW_LOGGING_LEVEL, default
+    # INFO). It is imported only by the commands that track (not status, --dry-run): name the
+    # level for that import, or set it on the loggers when it already happened.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -41,7 +50,7 @@ def configure_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
-    for name in ("mlflow", "alembic", "sqlalchemy"):
+    for name in ("alembic", "sqlalchemy", *(("mlflow",) if "mlflow" in sys.modules else ())):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -90,6 +99,9 @@ class LiveProgress:
         self.progress.stop()
 
     def __call__(self, event: Event | Notice) -> None:
+        from vtd.sweep.session import Notice
+        from vtd.sweep.worker import EpochEnded, TrialEnded, TrialStarted
+
         if isinstance(event, Notice):
             self.progress.console.print(event.message)
         elif isinstance(event, TrialStarted):

@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import optuna
 import psutil
@@ -34,7 +35,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from vtd.sweep.storage import RequeueStaleTrial
 from vtd.sweep.study import SweepStudy
-from vtd.sweep.tracking import Tracker
+
+if TYPE_CHECKING:  # imports mlflow: only when a lost trial has a run to close
+    from vtd.sweep.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +199,8 @@ def recover_lost_trials(sweep_study: SweepStudy, tracker: Tracker | None = None)
         logger.warning("trial %d %s", trial.number, trial.user_attrs["reason"])
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id is not None:
+            from vtd.sweep.tracking import Tracker
+
             tracker = tracker or Tracker(sweep_study.sweep)
             tracker.close_lost_run(run_id, {"state": "FAIL", "reason": trial.user_attrs["reason"]})
     return [trial.number for trial in failed]

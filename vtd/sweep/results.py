@@ -13,13 +13,15 @@ For `vtd-sweep status`, the plots and the report:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from mlflow import MlflowClient
 
 from vtd.sweep.config import Sweep
 from vtd.sweep.study import open_sweep_study, study_exists
+
+if TYPE_CHECKING:  # imported where used: `status` reads Optuna only, and mlflow takes a second
+    from mlflow import MlflowClient
 
 TRIAL_ATTRS = (
     "cell",
@@ -99,6 +101,8 @@ def _study_runs(client: MlflowClient, experiment_id: str, study: str) -> list[An
 
 def epochs_frame(sweep: Sweep, numbers: Iterable[int] | None = None) -> pd.DataFrame:
     """Every per-epoch metric of the study's trials, from MLflow (step = epoch)."""
+    from mlflow import MlflowClient
+
     columns = ["number", "run_id", "epoch"]
     client = MlflowClient(tracking_uri=sweep.tracking_uri)
     experiment = client.get_experiment_by_name(sweep.study_name)

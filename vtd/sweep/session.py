@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
@@ -49,8 +50,9 @@ from vtd.sweep.study import (
     sampled_count,
     study_exists,
 )
-from vtd.sweep.tracking import Tracker
-from vtd.sweep.worker import Event, EventSink, TrialEnded, run_worker
+
+if TYPE_CHECKING:  # both import mlflow, which `--dry-run` (`plan`) does without
+    from vtd.sweep.worker import Event, EventSink, TrialEnded
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +169,8 @@ def _study_lock(sweep: Sweep) -> contextlib.AbstractContextManager[None]:
 
 def _prepare_study(sweep: Sweep, *, force_new: bool, say: EventSink) -> Plan:
     """Create or resume the study, recover lost trials, queue; the caller holds the lock."""
+    from vtd.sweep.tracking import Tracker
+
     tracker = Tracker(sweep)
     if force_new:
         if delete_study(sweep):
@@ -255,6 +259,9 @@ def run_sweep(
 
     One worker on the CPU runs in this process; more, or any on GPUs, run in fresh processes
     (`vtd.sweep.pool`: by default one per GPU of `gpus`, each pinned to it)."""
+    from vtd.sweep.tracking import Tracker
+    from vtd.sweep.worker import TrialEnded, run_worker
+
     specs = worker_specs(workers, gpus)
     local = len(specs) == 1 and specs[0].gpu is None
     stop = stop or threading.Event()

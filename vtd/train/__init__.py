@@ -1,8 +1,15 @@
-"""One fine-tuning run of VTD: the published temporal recipe (see `vtd.train.recipe`)."""
+"""One fine-tuning run of VTD: the published temporal recipe (see `vtd.train.recipe`).
 
-from vtd.loss import ChunkLoss, chunk_loss
-from vtd.train.config import TrainConfig
-from vtd.train.recipe import EpochRecord, FineTuning, StopTraining, TrainResult, finetune
+Exports are loaded on first use (see `vtd._lazy`): `vtd.train.config` does not import torch."""
+
+from typing import TYPE_CHECKING
+
+from vtd._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from vtd.loss import ChunkLoss, chunk_loss
+    from vtd.train.config import TrainConfig
+    from vtd.train.recipe import EpochRecord, FineTuning, StopTraining, TrainResult, finetune
 
 __all__ = [
     "ChunkLoss",
@@ -14,3 +21,16 @@ __all__ = [
     "chunk_loss",
     "finetune",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ChunkLoss": "vtd.loss",
+        "chunk_loss": "vtd.loss",
+        "TrainConfig": "vtd.train.config",
+        **{
+            name: "vtd.train.recipe"
+            for name in ("EpochRecord", "FineTuning", "StopTraining", "TrainResult", "finetune")
+        },
+    },
+)

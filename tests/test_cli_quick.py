@@ -1,0 +1,87 @@
+"""Quick answers (issue 13 item 6): `--help`, `status` and `run --dry-run` import neither torch
+nor torchvision, nor mlflow (a second of imports on its own); the time is measured by
+`benchmarks/bench_quick_answers.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SWEEP = """\
+study: quick-test
+sampler: grid
+data:
+  sources: [data/objectattention]
+  validation: {groups: 1}
+training:
+  model: {variant: small}
+  epochs: 1
+search_space:
+  batch_size: [2, 4]
+  chunk_size: [2, 3]
+"""
+
+HEAVY = ("torch", "torchvision", "mlflow")
+
+# Runs the command in a fresh interpreter and prints which heavy modules it loaded.
+PROBE = """
+import json, sys
+from vtd.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "loaded": [m for m in HEAVY if m in sys.modules]}))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def _loaded(*argv: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def sweep_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP)
+    return path
+
+
+def test_help_loads_no_heavy_module() -> None:
+    assert _loaded("--help") == {"code": 0, "loaded": []}
+    assert _loaded("run", "--help") == {"code": 0, "loaded": []}
+
+
+def test_status_and_dry_run_before_the_study_exists(sweep_file: Path) -> None:
+    assert _loaded("status", str(sweep_file)) == {"code": 0, "loaded": []}
+    assert _loaded("run", str(sweep_file), "--dry-run") == {"code": 0, "loaded": []}
+    assert not (sweep_file.parent / "studies").exists()
+
+
+def test_status_and_dry_run_of_a_prepared_study(sweep_file: Path) -> None:
+    from vtd.sweep.config import load_sweep
+    from vtd.sweep.session import prepare
+
+    prepare(load_sweep(sweep_file))  # the study and its MLflow experiment, 4 trials queued
+    assert _loaded("status", str(sweep_file)) == {"code": 0, "loaded": []}
+    assert _loaded("run", str(sweep_file), "--dry-run") == {"code": 0, "loaded": []}
+
+
+def test_the_commands_that_train_still_load_torch(sweep_file: Path) -> None:
+    """The probe above can fail: `eval` needs torch, and the probe sees it."""
+    loaded = _loaded(
+        "eval", "--weights", str(sweep_file.parent / "none.pt"), "--sweep", str(sweep_file)
+    )
+    assert "torch" in loaded["loaded"]

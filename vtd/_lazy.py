@@ -1,0 +1,30 @@
+"""Lazy package exports (PEP 562): `from vtd.model import VTD` still works, but importing
+`vtd.model.config` for a pydantic type no longer loads torch through the package's
+`__init__`. That keeps `vtd-sweep status`, `--help` and `--dry-run` free of torch."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def lazy_exports(
+    package: str, exports: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """`__getattr__` and `__dir__` for `package`, importing `exports[name]` (a submodule)
+    the first time `name` is read."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals_of_package = importlib.import_module(package).__dict__
+        globals_of_package[name] = value  # later reads skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*importlib.import_module(package).__dict__, *exports})
+
+    return __getattr__, __dir__
