@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _lab_data import labelimg_frames, write_lab_clip
 
 SWEEP = """\
 study: quick-test
@@ -54,6 +55,13 @@ def _loaded(*argv: str) -> dict:
 
 @pytest.fixture
 def sweep_file(tmp_path: Path) -> Path:
+    # `run --dry-run` checks the data before anything else, so there is data to check
+    root = tmp_path / "data" / "objectattention"
+    for subset, sessions in (("train", ("s1", "s2")), ("test", ("s3",))):
+        for session in sessions:
+            write_lab_clip(
+                root, subset=subset, session=session, setting="set1", frames=labelimg_frames(3)
+            )
     path = tmp_path / "sweep.yaml"
     path.write_text(SWEEP)
     return path

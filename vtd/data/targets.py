@@ -7,10 +7,14 @@ loss are computed against these maps and our numbers must be comparable with the
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-ArrayLike = np.ndarray | torch.Tensor
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: indexing data needs none
+    import torch
+
+ArrayLike = "np.ndarray | torch.Tensor"
 
 HEATMAP_SIZE = 64
 HEATMAP_SIGMA = 3
@@ -19,7 +23,7 @@ SMOOTHING_WINDOW = 11
 
 
 def _as_numpy(values: ArrayLike) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
+    if hasattr(values, "detach"):  # a torch.Tensor
         return values.detach().cpu().numpy()
     return np.asarray(values)
 
@@ -62,6 +66,8 @@ def gaze_heatmap(
         peak = heatmap.max()
         if peak > 0:
             heatmap /= peak
+    import torch
+
     return torch.from_numpy(maps)
 
 
@@ -78,6 +84,8 @@ def head_channel(boxes: ArrayLike, image_sizes: ArrayLike, size: int = INPUT_SIZ
     channels = np.zeros((len(box), size, size), dtype=np.float32)
     for channel, (x0, y0, x1, y1) in zip(channels, grid_box, strict=True):
         channel[y0:y1, x0:x1] = 1
+    import torch
+
     return torch.from_numpy(channels)
 
 
