@@ -44,9 +44,11 @@ def oom_sweep(folder: Path, cap_gb: float) -> None:
               seed: 1
               min_frames: 8
               max_frames: 16
-              objectattention: {{train_shows: 2, test_shows: 1, clips_per_show: 8}}
+              objectattention:
+                {{train_shows: 3, test_shows: 1, clips_per_show: 16, width: 160, height: 120}}
             data:
               sources: [objectattention]
+              validation: {{groups: 1}}
             training:
               model: {{variant: full}}
               freeze: none
@@ -78,7 +80,11 @@ def full_model_step(
 
     demo = ensure_demo(
         Path(tempfile.gettempdir()) / "vtd-gpu-check",
-        DemoConfig(objectattention=DemoLayout(train_shows=4, test_shows=1, clips_per_show=4)),
+        DemoConfig(
+            objectattention=DemoLayout(
+                train_shows=4, test_shows=1, clips_per_show=4, width=160, height=120
+            )
+        ),
     )
     config = TrainConfig(
         data=DataConfig(sources=[str(demo.objectattention.root)]),
