@@ -203,3 +203,27 @@ def test_config_switch_and_fresh_weights_share_nothing(tiny_demo_data, tmp_path,
     assert not shared(name="no-cache", eval_feature_cache="off")
     assert not shared(name="fresh", weights=None)  # a fresh frozen part differs per seed
     assert not shared(name="all-train", freeze="none")
+
+
+def test_a_sweep_puts_the_cache_in_the_study_folder(tmp_path):
+    from vtd.sweep.config import SweepFileError, load_sweep
+
+    text = """\
+study: shared
+data:
+  sources: [data/objectattention]
+  validation: {groups: 1}
+training:
+  model: {variant: small}
+  eval_cache_gb: 2
+search_space:
+  lr: [1e-4, 2e-4]
+"""
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    sweep = load_sweep(path)
+    assert sweep.base.eval_cache_dir == sweep.study_dir / "eval_cache"
+    assert sweep.base.eval_cache_gb == 2
+    path.write_text(text.replace("  eval_cache_gb: 2", "  eval_cache_dir: elsewhere"))
+    with pytest.raises(SweepFileError, match=r":7: training\.eval_cache_dir: is set by the sweep"):
+        load_sweep(path)
