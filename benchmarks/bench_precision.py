@@ -69,7 +69,7 @@ def accuracy(data: DataConfig, folder: Path, epochs: int) -> dict[str, tuple[flo
         lr=5e-4,
         batch_size=2,
         chunk_size=4,
-        checkpoints="last",
+        checkpoints="best_last",
         output_dir=folder / "demo-weights",
         device="cpu",
     )
@@ -93,6 +93,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--skip-speed", action="store_true", help="the accuracy part only")
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
@@ -108,11 +109,12 @@ def main() -> int:
             ),
         )
         data = DataConfig(sources=[str(demo.objectattention.root)])
-        seconds = encode_seconds(load_splits(data).test, args.repeats)
-        base = seconds["fp32"]
-        print("\nfull model, frozen part (encode), 12 frames:")
-        for name, value in seconds.items():
-            print(f"  {name:<24} {value:6.3f} s  ({base / value:4.2f}x fp32)")
+        if not args.skip_speed:
+            seconds = encode_seconds(load_splits(data).test, args.repeats)
+            base = seconds["fp32"]
+            print("\nfull model, frozen part (encode), 12 frames:")
+            for name, value in seconds.items():
+                print(f"  {name:<24} {value:6.3f} s  ({base / value:4.2f}x fp32)")
         scores = accuracy(data, Path(folder), args.epochs)
     auc0, dist0 = scores["fp32"]
     print(f"\nsmall model trained {args.epochs} epochs on the demo, test split:")
