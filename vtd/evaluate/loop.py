@@ -1,13 +1,15 @@
 """The published evaluation loop: every frame of every clip, chunked, hidden state carried.
 
 `EvaluationData` turns a split's clips into chunks with the frozen part applied (from the
-cache after the first pass, when caching is allowed); `evaluate` runs the trained part over
-them and returns the split's metrics and one row per clip.
+cache after the first pass, when caching is allowed, and from the study's shared cache when
+another run already encoded the same frames from the same weights); `evaluate` runs the
+trained part over them and returns the split's metrics and one row per clip.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -21,6 +23,13 @@ import torch
 from vtd.data import Clip, chunk_loader
 from vtd.evaluate.cache import CacheWhere, EncodedChunk, FeatureCache, bytes_per_frame
 from vtd.evaluate.metrics import auc, average_precision, gaze_distance
+from vtd.evaluate.shared_cache import (
+    CacheTooSmall,
+    CacheWriter,
+    SharedFeatureCache,
+    clips_fingerprint,
+    evaluation_key,
+)
 from vtd.loss import chunk_loss
 from vtd.model import VTD, LSTMState
 from vtd.numerics import NonFiniteOutput, all_finite
@@ -56,7 +65,11 @@ class EvaluationData:
     """One split's evaluation chunks, the frozen part applied, cached across epochs on demand.
 
     The cache is only correct while the frozen part does not change, so the caller decides
-    (`cache="off"` when everything trains).
+    (`cache="off"` when everything trains). With `shared_cache` and `frozen_weights` (the
+    content hash of the weights the frozen part was loaded from), the first pass reads the
+    encodings from the shared cache, or writes them there for the next run. `stats` counts
+    chunks encoded here (`encoded`), read from the shared cache (`shared_read`), and entries
+    found (`shared_hits`) and written (`shared_writes`).
     """
 
     def __init__(
@@ -71,6 +84,9 @@ class EvaluationData:
         cache_memory_mb: int = 1024,
         cache_dir: Path | None = None,
         head_expansion: float = 0.0,
+        shared_cache: SharedFeatureCache | None = None,
+        frozen_weights: str | None = None,
+        channels_last: bool = False,
     ) -> None:
         self.clips = list(clips)
         self.batch_size = batch_size
@@ -82,6 +98,10 @@ class EvaluationData:
         self._cache_dir = cache_dir
         self.head_expansion = head_expansion
         self._cache: FeatureCache | None = None
+        self._shared = shared_cache if frozen_weights is not None else None
+        self._frozen_weights = frozen_weights
+        self.channels_last = channels_last
+        self.stats: Counter[str] = Counter()
 
     @property
     def frames(self) -> int:
@@ -110,9 +130,57 @@ class EvaluationData:
             self._cache.close()
             self._cache = None
         where = self._where(model)
+        key = self._shared_key(model, device, precision) if where is not None else None
+        if key is not None and where == "disk":
+            where = None  # the shared entry is already a copy on disk
         if where is not None:
             self._cache = FeatureCache(where, self._cache_dir)
             logger.info("caching the frozen part's evaluation outputs (%s)", where)
+        source = self._read_shared(key) if key is not None else None
+        if source is None:
+            source = self._encode(model, device, precision, key)
+        for chunk in source:
+            if self._cache is not None:
+                self._cache.add(chunk)
+            yield chunk.to(device)
+        if self._cache is not None:
+            self._cache.complete = True
+
+    def _shared_key(self, model: VTD, device: torch.device, precision: str) -> str | None:
+        if self._shared is None:
+            return None
+        return evaluation_key(
+            weights=self._frozen_weights,
+            model=model.config.model_dump(mode="json"),
+            clips=clips_fingerprint(self.clips),
+            batch_size=self.batch_size,
+            chunk_size=self.chunk_size,
+            head_expansion=self.head_expansion,
+            precision=precision,
+            channels_last=self.channels_last,
+            device=device.type,
+        )
+
+    def _read_shared(self, key: str) -> Iterator[EncodedChunk] | None:
+        assert self._shared is not None
+        chunks = self._shared.read(key)
+        if chunks is None:
+            return None
+        self.stats["shared_hits"] += 1
+        logger.info("evaluation: the frozen part's outputs read from the shared cache (%s)", key)
+        return self._counted(chunks)
+
+    def _counted(self, chunks: Iterator[EncodedChunk]) -> Iterator[EncodedChunk]:
+        for chunk in chunks:
+            self.stats["shared_read"] += 1
+            yield chunk
+
+    def _encode(
+        self, model: VTD, device: torch.device, precision: str, key: str | None
+    ) -> Iterator[EncodedChunk]:
+        writer: CacheWriter | None = None
+        if key is not None and self._shared is not None:
+            writer = self._shared.writer(key)
         loader = chunk_loader(
             self.clips,
             batch_size=self.batch_size,
@@ -122,25 +190,45 @@ class EvaluationData:
             pin_memory=self.pin_memory,
             eval_head_expansion=self.head_expansion,
         )
-        for chunk in loader:
-            chunk = chunk.to(device)
-            with torch.no_grad(), autocast(device, precision):
-                encoded = model.encode(chunk.images, chunk.head_channels, chunk.faces)
-            encoded_chunk = EncodedChunk(
-                encoded=encoded,
-                batch_sizes=chunk.batch_sizes,
-                first=chunk.first,
-                heatmaps=chunk.heatmaps,
-                inout=chunk.inout,
-                gaze=chunk.gaze,
-                clip_index=chunk.clip_index,
-                frame_index=chunk.frame_index,
-            )
-            if self._cache is not None:
-                self._cache.add(encoded_chunk)
-            yield encoded_chunk
-        if self._cache is not None:
-            self._cache.complete = True
+        try:
+            for chunk in loader:
+                chunk = chunk.to(device, non_blocking=self.pin_memory)
+                images, faces = chunk.images, chunk.faces
+                if self.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                    faces = faces.contiguous(memory_format=torch.channels_last)
+                with torch.no_grad(), autocast(device, precision):
+                    encoded = model.encode(images, chunk.head_channels, faces)
+                self.stats["encoded"] += 1
+                encoded_chunk = EncodedChunk(
+                    encoded=encoded,
+                    batch_sizes=chunk.batch_sizes,
+                    first=chunk.first,
+                    heatmaps=chunk.heatmaps,
+                    inout=chunk.inout,
+                    gaze=chunk.gaze,
+                    clip_index=chunk.clip_index,
+                    frame_index=chunk.frame_index,
+                )
+                if writer is not None:
+                    try:
+                        writer.add(encoded_chunk)
+                    except CacheTooSmall as error:
+                        logger.warning(
+                            "evaluation cache: one split's outputs exceed the bound (%.1f MB "
+                            "so far); not shared",
+                            error.args[0] / 2**20,
+                        )
+                        writer.abort()
+                        writer = None
+                yield encoded_chunk
+            if writer is not None:
+                writer.commit()
+                self.stats["shared_writes"] += 1
+                writer = None
+        finally:
+            if writer is not None:  # a pass that stopped half way
+                writer.abort()
 
     def close(self) -> None:
         if self._cache is not None:

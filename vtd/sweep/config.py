@@ -30,7 +30,7 @@ from vtd.train.config import HIGHER_IS_BETTER, TrainConfig
 Metric = Literal["auc", "dist", "ap", "loss"]
 Direction = Literal["maximize", "minimize"]
 # Keys of TrainConfig that the sweep sets itself, per trial or from the file's location.
-SWEEP_OWNED_FIELDS = ("output_dir",)
+SWEEP_OWNED_FIELDS = ("output_dir", "eval_cache_dir")
 CACHE_DIR = ".cache"
 
 
@@ -399,6 +399,8 @@ def load_sweep(
         "data": copy.deepcopy(doc.data["data"]),
         "data_dir": data_dir,
         "output_dir": studies_dir / sweep_file.study / "trials",
+        # trials from the same weights share the frozen part's evaluation outputs
+        "eval_cache_dir": studies_dir / sweep_file.study / "eval_cache",
     }
     # best.pt then means best by the objective's metric.
     base_raw.setdefault("checkpoint_metric", sweep_file.objective.metric)

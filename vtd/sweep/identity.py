@@ -43,7 +43,7 @@ def portable_path(path: Path, folder: Path) -> str:
 
 def canonical_config(config: TrainConfig, weights_identity: str, folder: Path) -> dict[str, Any]:
     """The configuration as hashed: JSON values, portable paths, no output folder."""
-    content = config.model_dump(mode="json", exclude={"output_dir"})
+    content = config.model_dump(mode="json", exclude={"output_dir", "eval_cache_dir"})
     content["initial_weights"] = weights_identity
     content["data_dir"] = portable_path(config.data_dir, folder)
     return content

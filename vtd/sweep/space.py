@@ -33,6 +33,7 @@ from vtd.train.config import TrainConfig
 _NOT_SEARCHABLE = {
     "seed": "seeds come from `repeats` (seeds per configuration), not the search space",
     "output_dir": "is set by the sweep, per trial",
+    "eval_cache_dir": "is set by the sweep, per study",
     "data_dir": "is set by the sweep file's location",
 }
 _RANGE_KEYS = {"low", "high", "log", "step"}

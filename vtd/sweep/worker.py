@@ -210,7 +210,9 @@ class TrialExecution:
         return WEIGHTS_FRESH if label is None else str(label)
 
     def _settings(self) -> dict[str, Any]:
-        settings = flatten(self.resolved.config.model_dump(mode="json", exclude={"output_dir"}))
+        settings = flatten(
+            self.resolved.config.model_dump(mode="json", exclude={"output_dir", "eval_cache_dir"})
+        )
         settings["initial_weights"] = self._weights_label()
         return settings
 

@@ -52,7 +52,26 @@ class TrainConfig(BaseModel):
         default="fp32", description="bf16 / fp16 autocast on CUDA (fp16 with a grad scaler)"
     )
     max_frames: int = Field(default=50, ge=1, description="longest training window per clip")
-    num_workers: int = Field(default=0, ge=0, description="data loader worker processes")
+    num_workers: int | None = Field(
+        default=None,
+        ge=0,
+        description="data loader worker processes; None: none on the CPU, up to 4 on CUDA "
+        "(decoding then overlaps the GPU's work)",
+    )
+    channels_last: bool = Field(
+        default=False,
+        description="run the convolutions in channels-last memory format (faster with bf16 on "
+        "CPUs with AVX512-BF16/AMX and on CUDA tensor cores)",
+    )
+    device_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="cap this run's CUDA memory (per-process fraction of the card), to "
+        "reproduce a smaller GPU's out-of-memory cells on a larger one; CUDA only",
+    )
+    cudnn_benchmark: bool = Field(
+        default=True, description="let cuDNN time its convolution algorithms (CUDA only)"
+    )
     eval_batch_size: int = Field(
         default=4, ge=1, description="clips per evaluation batch, fixed so that runs compare"
     )
@@ -72,6 +91,17 @@ class TrainConfig(BaseModel):
         "epoch (auto: in memory up to `eval_cache_memory_mb`, else on disk)",
     )
     eval_cache_memory_mb: int = Field(default=1024, ge=0)
+    eval_cache_dir: Path | None = Field(
+        default=None,
+        description="a folder shared by runs for the frozen part's evaluation outputs, keyed by "
+        "the weights' content hash, frames, model and evaluation settings (a sweep sets "
+        "studies/<study>/eval_cache); None: kept within the run only",
+    )
+    eval_cache_gb: float = Field(
+        default=8.0,
+        ge=0,
+        description="bound of `eval_cache_dir`, least recently used entries dropped; 0: no sharing",
+    )
     output_dir: Path = Field(default=Path("run"), description="checkpoints and their sidecars")
 
     @field_validator("device")

@@ -15,15 +15,21 @@ Features, and how each is switched (all in `TrainConfig`):
 - Gradient accumulation (`accumulation_steps`): each chunk's `batch_size` clips run as
   micro-batches whose losses are scaled to sum to the whole batch's loss, so the update
   equals one of the whole batch.
-- Mixed precision (`precision`): bf16 or fp16 autocast on CUDA, fp16 with a grad scaler.
+- Mixed precision (`precision`): bf16 or fp16 autocast on CUDA, fp16 with a grad scaler;
+  bf16 also on the CPU (fast where the CPU has AVX512-BF16 or AMX). `channels_last` runs the
+  convolutions in channels-last memory format.
 - Finite numbers only: a chunk whose loss (or, without a grad scaler, whose gradients) holds
   a NaN or an infinity raises `NonFiniteLoss(epoch, chunk)` before the optimiser applies it.
 - Device (`device: auto` picks CUDA when present) and seeds (`seed`: a CPU run repeats exactly).
+  On CUDA: `device_memory_gb` caps the process's memory (a smaller card emulated), cuDNN
+  autotuning (`cudnn_benchmark`), pinned host memory with non-blocking copies, and loader
+  workers unless `num_workers` says otherwise.
 - Evaluation of the initial weights before training (`evaluate_initial`, on by default): an
   epoch-0 record with validation and test metrics and no training loss, handed to `on_epoch`
   like the others and kept apart in `TrainResult.initial` (never checkpointed, never "best").
 - Evaluation after every epoch on the validation and test splits (`vtd.evaluate`), the frozen
-  part's outputs cached after the first evaluation (`eval_feature_cache`).
+  part's outputs cached after the first evaluation (`eval_feature_cache`), and shared with
+  other runs from the same weights through `eval_cache_dir` (bounded by `eval_cache_gb`).
 - Checkpoints (`checkpoints`): every epoch, or best (by `checkpoint_metric`) and last, in the
   authors' format `{'model': state_dict}` with a JSON sidecar of config and metrics.
 - `on_epoch(record)` sees each epoch's record, epoch 0 first; returning True (or raising
@@ -32,8 +38,10 @@ Features, and how each is switched (all in `TrainConfig`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import random
 import resource
 import time
@@ -46,6 +54,7 @@ import torch
 
 from vtd.data import Chunk, Clip, chunk_loader, load_splits
 from vtd.evaluate.loop import EvaluationData, SplitMetrics, autocast, evaluate
+from vtd.evaluate.shared_cache import SharedFeatureCache, weights_hash
 from vtd.loss import chunk_loss
 from vtd.model import (
     VTD,
@@ -175,6 +184,18 @@ class FineTuning:
             raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available")
         if self.config.precision == "fp16" and device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+        if self.config.device_memory_gb is not None and device.type != "cuda":
+            raise ValueError(
+                f"device_memory_gb ({self.config.device_memory_gb:g}) caps CUDA memory, but this "
+                "run is on the CPU; remove it, or cap host memory with the sweep's memory_cap_mb"
+            )
+        if device.type == "cuda":
+            setup_cuda(device, self.config.device_memory_gb, self.config.cudnn_benchmark)
+        elif self.config.precision == "bf16" and not cpu_has_fast_bf16():
+            logger.warning(
+                "this CPU has no native bf16 (AVX512-BF16 / AMX): bf16 is emulated, "
+                "likely slower than fp32"
+            )
         return device
 
     def _setup_seed(self) -> None:
@@ -190,6 +211,8 @@ class FineTuning:
         if self.config.freeze == "published":
             for parameter in model.frozen_parameters():
                 parameter.requires_grad_(False)
+        if self.config.channels_last:
+            return model.to(self.device, memory_format=torch.channels_last), report
         return model.to(self.device), report
 
     def _setup_optimizer(self) -> torch.optim.Optimizer:
@@ -205,22 +228,40 @@ class FineTuning:
         if not splits.train:
             raise ValueError("the training split holds no clips")
         cache = config.eval_feature_cache if config.freeze == "published" else "off"
+        shared, frozen_weights = self._shared_cache(cache)
         evaluation = {
             name: EvaluationData(
                 clips,
                 batch_size=config.eval_batch_size,
                 chunk_size=config.eval_chunk_size,
-                num_workers=config.num_workers,
+                num_workers=loader_workers(config.num_workers, self.device),
                 pin_memory=self.device.type == "cuda",
                 cache=cache,
                 cache_memory_mb=config.eval_cache_memory_mb,
                 cache_dir=config.output_dir,
                 head_expansion=config.data.eval_head_expansion,
+                shared_cache=shared,
+                frozen_weights=frozen_weights,
+                channels_last=config.channels_last,
             )
             for name, clips in (("validation", splits.validation), ("test", splits.test))
             if clips
         }
         return list(splits.train), evaluation
+
+    def _shared_cache(self, cache: str) -> tuple[SharedFeatureCache | None, str | None]:
+        """The study's shared evaluation cache and the frozen part's identity, when allowed:
+        the frozen part must come from a weights file (a fresh one differs per seed)."""
+        config = self.config
+        if (
+            cache == "off"
+            or config.eval_cache_dir is None
+            or config.eval_cache_gb <= 0
+            or config.initial_weights is None
+        ):
+            return None, None
+        shared = SharedFeatureCache(config.eval_cache_dir, int(config.eval_cache_gb * 2**30))
+        return shared, weights_hash(config.initial_weights)
 
     # --- the loop -------------------------------------------------------------------------
     def train(self, on_epoch: OnEpoch | None = None) -> TrainResult:
@@ -301,7 +342,7 @@ class FineTuning:
             train=True,
             seed=config.seed,
             epoch=epoch,
-            num_workers=config.num_workers,
+            num_workers=loader_workers(config.num_workers, self.device),
             pin_memory=self.device.type == "cuda",
             max_frames=config.max_frames,
             augmentation=config.data.augmentation,
@@ -309,10 +350,11 @@ class FineTuning:
         totals = np.zeros(3)
         updates = 0
         for chunk in loader:
+            chunk = chunk.to(self.device, non_blocking=True)
+            if config.channels_last:
+                chunk = channels_last_inputs(chunk)
             updates += 1
-            totals += self.step(
-                chunk.to(self.device, non_blocking=True), epoch=epoch, index=updates
-            )
+            totals += self.step(chunk, epoch=epoch, index=updates)
         if updates == 0:
             raise ValueError("the training split produced no chunks")
         loss, l2, xent = totals / updates
@@ -443,6 +485,49 @@ class FineTuning:
     def close(self) -> None:
         for data in self.evaluation.values():
             data.close()
+
+
+def setup_cuda(device: torch.device, memory_gb: float | None, cudnn_benchmark: bool) -> None:
+    """Cap the process's memory on `device` at `memory_gb` (a smaller card emulated: the
+    caching allocator raises a real out-of-memory error beyond it) and set cuDNN autotuning."""
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    if memory_gb is not None:
+        total = torch.cuda.get_device_properties(device).total_memory
+        fraction = memory_gb * 2**30 / total
+        if fraction > 1:
+            logger.warning(
+                "device_memory_gb %g is more than the card's %.1f GB: not capped",
+                memory_gb,
+                total / 2**30,
+            )
+        torch.cuda.set_per_process_memory_fraction(min(fraction, 1.0), device)
+
+
+def loader_workers(requested: int | None, device: torch.device) -> int:
+    """Loader worker processes: as configured, else none on the CPU (they would compete with
+    the model for the same cores) and up to 4 on CUDA (decoding overlaps the GPU's work)."""
+    if requested is not None:
+        return requested
+    if device.type != "cuda":
+        return 0
+    return min(4, len(os.sched_getaffinity(0)))
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def channels_last_inputs(chunk: Chunk) -> Chunk:
+    """The chunk's images and face crops in channels-last memory format, as the model's
+    convolutions then expect (no copy of the values, only of their layout)."""
+    return dataclasses.replace(
+        chunk,
+        images=chunk.images.contiguous(memory_format=torch.channels_last),
+        faces=chunk.faces.contiguous(memory_format=torch.channels_last),
+    )
 
 
 def _describe(record: EpochRecord) -> str:
