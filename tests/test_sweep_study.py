@@ -149,7 +149,7 @@ def _claim_all(path: str, start: Any, results: multiprocessing.Queue) -> None:
     start.wait(timeout=120)  # every worker claims from the same moment on
     claims = []
     while (claim := claim_next(sweep_study)) is not None:
-        claims.append((claim.trial.number, time.monotonic()))
+        claims.append((claim.trial.number, time.monotonic()))  # when, for a failure's message
     results.put(claims)
 
 
@@ -169,9 +169,9 @@ def test_two_workers_never_claim_the_same_trial(tmp_path: Path) -> None:
         worker.join()
     claimed = [number for claims in per_worker for number, _ in claims]
     assert sorted(claimed) == list(range(36))
-    # they really raced: at least two workers were claiming during the same stretch of time
-    spans = sorted((claims[0][1], claims[-1][1]) for claims in per_worker if claims)
-    assert len(spans) >= 2 and spans[1][0] < spans[0][1], per_worker
+    # (Whether their claims overlap in time is up to the scheduler: on a loaded machine one
+    # worker may finish before another is scheduled, so it is not asserted; the barrier makes
+    # the race possible on every run.)
     trials = trials_of(path)
     assert all(trial.state == TrialState.RUNNING for trial in trials)
     assert len(trials) == 36  # an empty queue never makes a new trial
