@@ -448,9 +448,10 @@ def test_a_nan_loss_ends_the_trial_failed_through_the_cli(
     assert diverged["state"] == "FAIL"
     assert diverged["reason"] == "failed: NonFiniteLoss: non-finite loss at epoch 2, chunk 1"
     assert healthy["state"] == "COMPLETE" and 0 <= healthy["value"] <= 1
-    # epoch 1 was reported before the NaN; epoch 2 never reached Optuna or MLflow
+    # epochs 0 (the initial weights) and 1 were reported before the NaN; epoch 2 never reached
+    # Optuna or MLflow
     epochs = epochs_frame(sweep)
-    assert list(epochs[epochs["number"] == diverged["number"]]["epoch"]) == [1]
+    assert list(epochs[epochs["number"] == diverged["number"]]["epoch"]) == [0, 1]
     run = mlflow_runs(sweep)[int(diverged["number"])]
     assert run.info.status == "FAILED" and "non-finite loss at epoch 2" in run.data.tags["reason"]
     log = (sweep.trials_dir / str(int(diverged["number"])) / "trial.log").read_text()
