@@ -137,7 +137,7 @@ def test_a_cell_whose_trials_all_failed_says_why(
     assert layout.row_values == ("fresh", OTHER) and layout.line_keys == ((2,), (4,))
     cells = classify_cells(tables, layout)
     assert cells[("fresh", 1)].kind == "curves"
-    assert cells[("fresh", 1)].notes == ("4: failed (InjectedFault: injected fault at epoch 0)",)
+    assert cells[("fresh", 1)].notes == ("4: failed (InjectedFault: injected faul… (injected))",)
     assert cells[(OTHER, 1)].notes == ("4: 1 of 2 failed",)
     assert {cell for cell, drawn in cells.items() if drawn.kind == "out_of_memory"} == {
         ("fresh", 2),
@@ -229,11 +229,13 @@ def test_heatmaps_show_each_cells_best_metric_and_hatch_out_of_memory(
         assert values[(1, 2)].std == pytest.approx(std, rel=1e-9)
         assert values[(1, 2)].count == 2
         assert values[(2, 2)].kind == values[(2, 4)].kind == "out_of_memory"
+        assert values[(2, 2)].injected and values[(2, 4)].injected  # drawn "(injected)"
         texts[metric] = f"{mean:.3f}\n±{std:.3f}"
     one_seed = heatmap_values(tables, layout, (OTHER,), "val", "auc")[(1, 4)]
     assert (one_seed.count, one_seed.total) == (1, 2)  # annotated "(1 of 2 seeds)"
     fresh = heatmap_values(tables, layout, ("fresh",), "val", "auc")
     assert fresh[(1, 4)].kind == "failed" and fresh[(1, 4)].mean is None
+    assert fresh[(1, 4)].injected and not values[(1, 2)].injected
 
     figure = heatmap_figure(tables, layout, split="val")
     panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow import MlflowClient
 from optuna.trial import TrialState, create_trial
 
+from tests.test_sweep_e2e import TINY_DEMO, make_sweep, mlflow_runs
 from vtd.sweep import record
-from vtd.sweep.config import ObjectiveConfig
+from vtd.sweep.config import ObjectiveConfig, load_sweep
 from vtd.sweep.faults import FaultConfig
 from vtd.sweep.oom_evidence import EvidenceSources, OomWatch, oom_kill_count
 from vtd.sweep.record import (
@@ -26,8 +28,9 @@ from vtd.sweep.record import (
     OutOfMemory,
     StoppedByPruner,
 )
+from vtd.sweep.results import trials_frame
 from vtd.sweep.runner import ProcessOutcome
-from vtd.sweep.study import out_of_memory_to_retry, wait_for_original
+from vtd.sweep.study import open_sweep_study, out_of_memory_to_retry, wait_for_original
 from vtd.sweep.worker import TrialFacts, decide_outcome
 
 GB = 2**30
@@ -272,3 +275,157 @@ def test_a_halted_copy_stops_waiting() -> None:
     halt = threading.Event()
     halt.set()
     assert wait_for_original(study, copy.number, "same", halt, 10.0) is None
+
+
+# --- through the CLI ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One demo data cache for the CLI tests here."""
+    return tmp_path_factory.mktemp("record-cache")
+
+
+@pytest.fixture(scope="module")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("record-mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+KILLED = """\
+study: killed
+sampler: grid
+oom_evidence: {memory_limit_mb: %(limit)d}
+training:
+  model: {variant: small}
+  epochs: 1
+  device: cpu
+search_space:
+  batch_size: %(batches)s
+faults:
+  - {kind: sigkill, epoch: 1, when: {batch_size: 1}}
+"""
+
+
+def run_cli(path: Path, *extra: str) -> int:
+    from vtd.cli import main
+
+    return main(["run", str(path), *extra])
+
+
+def test_a_sigkill_with_evidence_of_an_oom_kill_is_pruned_and_dominates(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    # A memory limit of 1 MB: the trial's last resident-memory sample is over it (evidence).
+    text = KILLED % {"limit": 1, "batches": "[1, 2]"} + TINY_DEMO
+    path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
+    assert run_cli(path) == 0
+    sweep = load_sweep(path)
+    trials = trials_frame(sweep).set_index("batch_size")
+    killed, dominated = trials.loc[1], trials.loc[2]
+    assert killed["state"] == "PRUNED" and dominated["state"] == "PRUNED"
+    outcome = killed["outcome_record"]
+    assert isinstance(outcome, OutOfMemory) and outcome.kind == "kernel_killed"
+    assert outcome.limit_bytes == MB and outcome.peak_bytes > 100 * MB
+    assert outcome.device is not None and outcome.device.host_total_bytes > 0
+    assert "within 5% of the limit" in outcome.message
+    assert killed["reason"].startswith("pruned: out-of-memory (host, killed by the kernel)")
+    assert "(injected)" in killed["reason"]
+    assert dominated["outcome_record"].dominated_by == killed["number"] and not dominated["ran"]
+    run = mlflow_runs(sweep)[int(killed["number"])]
+    assert run.info.status == "KILLED"
+    assert (run.data.tags["outcome"], run.data.tags["oom_kind"]) == (
+        "out_of_memory",
+        "kernel_killed",
+    )
+
+
+def test_a_sigkill_without_evidence_fails_naming_signal_and_peak(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    text = KILLED % {"limit": 10**7, "batches": "[1]"} + TINY_DEMO  # a 10 TB limit: no evidence
+    path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
+    assert run_cli(path) == 0
+    (row,) = trials_frame(load_sweep(path)).to_dict("records")
+    assert row["state"] == "FAIL" and row["signal"] == "SIGKILL"
+    outcome = row["outcome_record"]
+    assert isinstance(outcome, Failed) and outcome.injected and outcome.peak_bytes > 100 * MB
+    assert row["reason"].startswith("failed: trial process killed by SIGKILL (injected)")
+    assert f"last peak {outcome.peak_bytes / MB:.0f} MB" in row["reason"]
+
+
+CAPPED = """\
+study: capped
+sampler: grid
+memory_cap_mb: %(cap)d
+training:
+  model: {variant: small}
+  epochs: 1
+  device: cpu
+search_space:
+  batch_size: [1, 2]
+"""
+
+
+def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
+    tmp_path: Path,
+    shared_cache: Path,
+    mlflow_template: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fault = "faults:\n  - {kind: host_oom, epoch: 0, when: {batch_size: 1}}\n"
+    path = make_sweep(
+        tmp_path, CAPPED % {"cap": 1500} + fault + TINY_DEMO, shared_cache, mlflow_template
+    )
+    assert run_cli(path) == 0
+    first = trials_frame(load_sweep(path)).set_index("batch_size")
+    assert first["state"].tolist() == ["PRUNED", "PRUNED"]
+    assert first.loc[2, "outcome_record"].kind == "dominated_by"
+    # the same machine and cap: final; asked for, both would run again
+    assert run_cli(path, "--dry-run") == 0
+    assert "0 to queue" in capsys.readouterr().out
+    assert run_cli(path, "--dry-run", "--retry", "out-of-memory") == 0
+    assert "2 to queue" in capsys.readouterr().out
+    # a larger cap (and the fault gone): both cells run again, and the run says so
+    path.write_text(CAPPED % {"cap": 3000} + TINY_DEMO)
+    assert run_cli(path) == 0
+    assert "trial(s) 0, 1: out of memory before" in capsys.readouterr().out
+    study = open_sweep_study(load_sweep(path), create=False).study
+    again = sorted(study.trials[2:], key=lambda trial: trial.params["batch_size"])
+    assert [trial.state for trial in again] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert [trial.user_attrs["retry_of"] for trial in again] == [[0], [1]]
+    assert len(study.trials) == 4
+
+
+SAMPLED_TWICE = """\
+study: twice
+sampler: {name: random, seed: 1}
+n_trials: 2
+training:
+  model: {variant: small}
+  epochs: 2
+  device: cpu
+search_space:
+  model.lstm_dropout: [0.0]
+faults:
+  - {kind: exit, epoch: 2, exit_code: 5}
+"""
+
+
+def test_a_sampled_copy_of_a_configuration_whose_original_fails_runs_it(
+    tmp_path: Path, shared_cache: Path, mlflow_template: Path
+) -> None:
+    # Two workers sample the one configuration: the second is a copy of the first, which
+    # runs two epochs and then fails. The copy is not pruned as "not finished yet" (the
+    # configuration lost for good): it waits, finds the original failed, and runs it itself.
+    path = make_sweep(tmp_path, SAMPLED_TWICE + TINY_DEMO, shared_cache, mlflow_template)
+    assert run_cli(path, "--workers", "2") in (0, 1)
+    sweep = load_sweep(path)
+    study = open_sweep_study(sweep, create=False).study
+    first, second = study.trials[:2]
+    assert first.user_attrs["config_hash"] == second.user_attrs["config_hash"]
+    for trial in (first, second):
+        assert trial.state == TrialState.FAIL  # the injected exit, in each: both ran
+        assert "duplicate_of" not in trial.user_attrs
+        outcome = record.read_outcome(trial.user_attrs)
+        assert isinstance(outcome, Failed) and outcome.exit_code == 5 and outcome.injected
+        assert (sweep.trials_dir / str(trial.number) / "epochs.jsonl").is_file()

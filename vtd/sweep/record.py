@@ -392,6 +392,10 @@ def short_words(outcome: Outcome, width: int = 60) -> str:
     plain = dataclasses.replace(outcome, injected=False) if injected else outcome  # type: ignore[type-var]
     if isinstance(plain, OutOfMemory):
         text = oom_figure(plain)
+    elif isinstance(plain, Failed) and plain.error_type is None and plain.signal is not None:
+        text = f"killed by {plain.signal}"
+    elif isinstance(plain, Failed) and plain.error_type is None and plain.exit_code is not None:
+        text = f"exited with code {plain.exit_code}"
     else:
         text = words(plain)
         text = text.splitlines()[0] if text else plain.type

@@ -119,6 +119,8 @@ class MemoryWatchdog(threading.Thread):
                 rss_mb = _tree_rss(process) / _MB
             except psutil.Error:
                 return
+            if rss_mb == 0.0:
+                return  # a zombie (killed, not yet reaped) reads as 0: keep the last real sample
             self.peak_mb = max(self.peak_mb, rss_mb)
             self.last_mb = rss_mb
             if self.cap_mb is not None and rss_mb > self.cap_mb:

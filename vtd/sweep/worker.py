@@ -11,7 +11,10 @@ Optuna storage and one MLflow tracking store; it needs no other coordination (se
 - FAILED: any other error, the trial process dying, or Ctrl-C (marked `interrupted`; the
   next `vtd-sweep run` queues it again); or the worker itself dying (its trial's heartbeat
   goes stale, and another process fails it and queues it again: `vtd.sweep.heartbeat`).
-The reason is stored on the Optuna trial (user attribute `reason`) and on its MLflow run.
+How a trial ended is one typed outcome (`vtd.sweep.record`), decided by `decide_outcome` from
+what the trial process reported; it reaches Optuna first, then MLflow (a failing tracker is
+warned about once and skipped; `vtd-sweep sync` catches up, from Optuna and each trial's
+`epochs.jsonl`). A copy of a configuration another worker is running waits for its outcome.
 
 Before each claim a worker recovers lost trials; when the queue is empty but other workers
 still run trials, it waits (one of them may die and its trial come back) and stops when none
@@ -251,6 +254,7 @@ def decide_outcome(reported: ProcessOutcome, facts: TrialFacts) -> tuple[Outcome
             peak_bytes=round(last * _MB) if last else None,
             limit_bytes=round(limit * _MB) if limit else None,
             message=reported.oom_kill_evidence,
+            injected=expected == ("failed", "signal"),  # the kill itself was injected
             **sizes,
         ), None
     if reported.signal_name is not None:
