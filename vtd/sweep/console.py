@@ -21,7 +21,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from vtd.sweep._tables import outcome_record
 from vtd.sweep.config import Sweep
+from vtd.sweep.record import Lost, words
 from vtd.sweep.session import Notice, Plan
 from vtd.sweep.worker import EpochEnded, Event, TrialEnded, TrialStarted
 
@@ -171,12 +173,18 @@ def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
             _number(row.get("value")),
             _number(row.get(f"best_{split}_auc")),
             _number(row.get(f"best_{split}_dist")),
-            _text(row.get("reason"))
-            .removeprefix("pruned: ")
-            .removeprefix("failed: ")
-            .removeprefix("complete: "),
+            _reason(row),
         )
     return table
+
+
+def _reason(row: dict[str, Any]) -> str:
+    """A trial's outcome in words (`vtd.sweep.record`); a trial failed as lost by the
+    heartbeat sweep, its reason as that sweep wrote it (how long it was silent)."""
+    outcome = outcome_record(row)
+    if outcome is None or isinstance(outcome, Lost):
+        return _text(row.get("reason"))
+    return words(outcome)
 
 
 def state_counts(trials: pd.DataFrame) -> str:

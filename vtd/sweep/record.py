@@ -37,6 +37,12 @@ OptunaState = Literal["COMPLETE", "PRUNED", "FAIL"]
 _MB = 2**20
 
 
+def _close(a: int | None, b: int | None, tolerance: float = 0.02) -> bool:
+    if a is None or b is None:
+        return a == b
+    return abs(a - b) <= tolerance * max(a, b)
+
+
 @dataclass(frozen=True)
 class Device:
     """Where a trial ran: its GPU (name, total bytes) if any, the host's memory and the cap."""
@@ -49,13 +55,20 @@ class Device:
     def same_hardware(self, other: Device) -> bool:
         """Whether an out-of-memory here says anything about `other`: same GPU, same host
         memory, and a cap no larger there than here."""
-        if (self.gpu_name, self.gpu_total_bytes) != (other.gpu_name, other.gpu_total_bytes):
+        if not self.same_gpu(other):
             return False
-        if self.host_total_bytes != other.host_total_bytes:
+        if not _close(self.host_total_bytes, other.host_total_bytes):
             return False
         if self.cap_bytes is None:  # the machine was the limit: any cap there is smaller
             return True
         return other.cap_bytes is not None and other.cap_bytes <= self.cap_bytes
+
+    def same_gpu(self, other: Device) -> bool:
+        """The same GPU model and memory. Totals are compared within 2%: the trial process
+        reads them from CUDA, the planner from `nvidia-smi`, which may round differently."""
+        return self.gpu_name == other.gpu_name and _close(
+            self.gpu_total_bytes, other.gpu_total_bytes
+        )
 
     def words(self) -> str:
         parts = []
@@ -112,8 +125,7 @@ class OutOfMemory:
         if self.device is None or self.kind == "dominated_by":
             return True
         if self.kind == "cuda":
-            ran = (self.device.gpu_name, self.device.gpu_total_bytes)
-            return ran == (device.gpu_name, device.gpu_total_bytes)
+            return self.device.same_gpu(device)
         return self.device.same_hardware(
             dataclasses.replace(
                 device, gpu_name=self.device.gpu_name, gpu_total_bytes=self.device.gpu_total_bytes
