@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from tests.test_sweep_e2e import TINY_DEMO, make_sweep
 from vtd.cli import main
 from vtd.sweep.config import Sweep, load_sweep
-from vtd.sweep.study import open_sweep_study
+from vtd.sweep.study import open_sweep_study, study_exists
 
 SYNCED = """\
 study: synced
@@ -127,29 +127,30 @@ def test_the_mlflow_server_killed_in_the_middle_of_a_study(
     with mlflow_server(backend, tmp_path / "artifacts", tmp_path / "mlflow-1.log") as url:
         path.write_text(f"tracking_uri: {url}\n" + text)
         sweep = load_sweep(path)
-        finished = threading.Event()
+        finished, killed = threading.Event(), threading.Event()
 
         def kill_after_the_first_trial() -> None:
             while not finished.is_set():
+                time.sleep(0.2)
+                if not study_exists(sweep):  # `run` has not made it yet
+                    continue
                 trials = open_sweep_study(sweep, create=False).study.get_trials(deepcopy=False)
                 if any(trial.state == TrialState.COMPLETE for trial in trials):
                     kill_server_at(url)
+                    killed.set()
                     return
-                time.sleep(0.2)
 
         killer = threading.Thread(target=kill_after_the_first_trial)
-        started = time.monotonic()
         killer.start()
         code = main(["run", str(path)])
         finished.set()
         killer.join()
-        elapsed = time.monotonic() - started
+    assert killed.is_set()  # the server died while trials were left
     # the study went on without MLflow; `run` ends with one line about MLflow (its report)
-    assert code in (0, 1)
+    assert code == 1
     study = open_sweep_study(sweep, create=False).study
     assert len(study.trials) == 3  # no trial trained again
     assert all(trial.state == TrialState.COMPLETE for trial in study.trials)
-    assert elapsed < 600  # MLflow calls are bounded: no minutes of retries per call
     # a server again on the same backend store: sync fills it in
     with mlflow_server(backend, tmp_path / "artifacts", tmp_path / "mlflow-2.log") as url:
         path.write_text(f"tracking_uri: {url}\n" + text)
