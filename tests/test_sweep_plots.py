@@ -32,8 +32,10 @@ from vtd.sweep.plots import (
     optuna_views,
     optuna_views_for,
 )
+from vtd.sweep.record import OutOfMemory, to_json
 
 OTHER = "weights/other.pt"
+MB = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +104,10 @@ def test_the_cells_marked_out_of_memory_are_the_pruned_ones(
 
     # the figure that triggered it: the injected CUDA error, and the dominating cell
     ran = [t for t in by_cell[(2, 2)] if "dominated_by" not in t.user_attrs]
-    asked = re.search(r"allocate (\S+ GiB)", ran[0].user_attrs["reason"]).group(1)
-    assert cells[(2, 2)].text == f"out of memory\nCUDA: tried to allocate {asked}"
-    assert cells[(2, 4)].text == "out of memory\ndominated by batch 2, chunk 2"
+    asked = re.search(r"allocate (\S+) GiB", ran[0].user_attrs["reason"]).group(1)
+    asked_gb = f"{float(asked):.1f} GB"
+    assert cells[(2, 2)].text == f"out of memory\nCUDA: tried to allocate {asked_gb} (injected)"
+    assert cells[(2, 4)].text == "out of memory\ndominated by batch 2, chunk 2 (injected)"
 
     # a cell with curves and a failed line says so; a clean cell has no notes; none is blank
     mixed = cells[(1, 4)]
@@ -112,7 +115,7 @@ def test_the_cells_marked_out_of_memory_are_the_pruned_ones(
     failed = [t for t in by_cell[(1, 4)] if t.state == TrialState.FAIL]
     assert sorted(mixed.failed) == sorted(t.number for t in failed) and len(failed) == 3
     assert mixed.notes == (
-        "fresh: failed (InjectedFault: injected fault at epoch 0)",
+        "fresh: failed (InjectedFault: injected faul… (injected))",
         "other.pt: 1 of 2 failed",
     )
     assert cells[(1, 2)].kind == "curves" and cells[(1, 2)].notes == ()
@@ -134,7 +137,7 @@ def test_a_cell_whose_trials_all_failed_says_why(
     assert layout.row_values == ("fresh", OTHER) and layout.line_keys == ((2,), (4,))
     cells = classify_cells(tables, layout)
     assert cells[("fresh", 1)].kind == "curves"
-    assert cells[("fresh", 1)].notes == ("4: failed (InjectedFault: injected fault at epoch 0)",)
+    assert cells[("fresh", 1)].notes == ("4: failed (InjectedFault: injected faul… (injected))",)
     assert cells[(OTHER, 1)].notes == ("4: 1 of 2 failed",)
     assert {cell for cell, drawn in cells.items() if drawn.kind == "out_of_memory"} == {
         ("fresh", 2),
@@ -229,11 +232,13 @@ def test_heatmaps_show_each_cells_selected_epoch_and_hatch_out_of_memory(
         assert values[(1, 2)].std == pytest.approx(std, rel=1e-9)
         assert values[(1, 2)].count == 2
         assert values[(2, 2)].kind == values[(2, 4)].kind == "out_of_memory"
+        assert values[(2, 2)].injected and values[(2, 4)].injected  # drawn "(injected)"
         texts[metric] = f"{mean:.3f}\n±{std:.3f}"
     one_seed = heatmap_values(tables, layout, (OTHER,), "val", "auc")[(1, 4)]
     assert (one_seed.count, one_seed.total) == (1, 2)  # annotated "(1 of 2 seeds)"
     fresh = heatmap_values(tables, layout, ("fresh",), "val", "auc")
     assert fresh[(1, 4)].kind == "failed" and fresh[(1, 4)].mean is None
+    assert fresh[(1, 4)].injected and not values[(1, 2)].injected
 
     figure = heatmap_figure(tables, layout, split="val")
     panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
@@ -285,41 +290,35 @@ def test_a_cell_without_trials_says_so_in_the_grid_and_the_heatmap(tables: Study
 
 
 @pytest.mark.parametrize(
-    ("attrs", "figure"),
+    ("outcome", "figure"),
     [
         # the README's examples: a host memory cap, a cell dominated by one that ran out
         (
-            {
-                "reason": "pruned: out-of-memory (host): 6349 MB over the 6144 MB cap at batch "
-                "8, chunk 4",
-                "peak_host_mb": 6348.8,
-                "memory_cap_mb": 6144,
-            },
+            OutOfMemory("cap", peak_bytes=round(6348.8 * MB), limit_bytes=6144 * MB),
             "host memory 6.2 GB > cap 6.0 GB",
         ),
         (
-            {"reason": "pruned: dominated by out-of-memory at batch 8, chunk 4"},
+            OutOfMemory("dominated_by", dominated_by=3, batch_size=8, chunk_size=4),
             "dominated by batch 8, chunk 4",
         ),
+        (OutOfMemory("cuda", peak_bytes=round(79_500.0 * MB)), "CUDA, peak 77.6 GB"),
+        (OutOfMemory("host", requested_bytes=68719476736), "host: tried to allocate 64.0 GB"),
         (
-            {
-                "reason": "pruned: out-of-memory (CUDA) at batch 16, chunk 4: CUDA out of memory.",
-                "peak_device_mb": 79_500.0,
-            },
-            "CUDA, peak 77.6 GB",
+            OutOfMemory("cuda", requested_bytes=2 * 2**30, injected=True),
+            "CUDA: tried to allocate 2.0 GB (injected)",
         ),
         (
-            {
-                "reason": "pruned: out-of-memory (host) at batch 16, chunk 4: [enforce fail] "
-                "you tried to allocate 68719476736 bytes. Error code 12",
-                "memory_cap_mb": None,
-            },
-            "host: tried to allocate 64.0 GB",
+            OutOfMemory(
+                "kernel_killed", peak_bytes=31 * 2**30, limit_bytes=32 * 2**30, message="x"
+            ),
+            "host memory 31.0 GB of 32.0 GB, killed by the kernel",
         ),
     ],
 )
-def test_out_of_memory_figures_name_what_ran_out(attrs: dict, figure: str) -> None:
-    assert out_of_memory_figure(attrs) == figure
+def test_out_of_memory_figures_name_what_ran_out(outcome: OutOfMemory, figure: str) -> None:
+    # read from the typed outcome's fields, in a frame row as from Optuna's JSON
+    assert out_of_memory_figure({"outcome_record": outcome}) == figure
+    assert out_of_memory_figure({"outcome_record": to_json(outcome)}) == figure
 
 
 def test_epoch_zero_is_logged_and_drawn_but_never_the_objective(

@@ -19,8 +19,10 @@ from vtd.sweep.probe import (
     CellProbe,
     dominating_failure,
     probe_cells,
-    probed_reason,
+    probed_attrs,
+    probed_outcome,
 )
+from vtd.sweep.study import current_device
 
 # Clips of 16 frames, 8 training clips (two sessions of 4; one more held out for validation),
 # so that batch 8 x chunk 16 fills a whole chunk with 128 frames.
@@ -98,12 +100,13 @@ def test_the_reason_of_a_probed_trial(tmp_path: Path) -> None:
         oom_mb=1234.0,
         detail="train step, host: 1234 MB over the 1000 MB cap",
     )
-    reason, attrs = probed_reason(probe, sweep)
-    assert reason == (
+    attrs = probed_attrs(probe, probed_outcome(probe, sweep, current_device(sweep)))
+    assert attrs["reason"] == (
         "pruned: out-of-memory (probed) at batch 8, chunk 16: "
         "train step, host: 1234 MB over the 1000 MB cap"
     )
     assert attrs["out_of_memory"] is True and attrs["probed"] is True
+    assert attrs["oom_kind"] == "probed"  # a typed outcome: final on this hardware only
     assert attrs["peak_host_mb"] == 1234.0 and attrs["memory_cap_mb"] == 1000
 
 

@@ -122,13 +122,13 @@ def test_the_configuration_table_holds_the_mlflow_metrics(
     for config_id, state in states.items():
         cell = by_id[config_id]
         if "batch_size=2, chunk_size=2" in cell:
-            assert state == "PRUNED: out of memory (CUDA: tried to allocate 2.00 GiB)"
+            assert state == "PRUNED: out of memory (CUDA: tried to allocate 2.0 GB (injected))"
         elif "batch_size=2, chunk_size=4" in cell:
-            assert state == "PRUNED: out of memory (dominated by batch 2, chunk 2)"
+            assert state == "PRUNED: out of memory (dominated by batch 2, chunk 2 (injected))"
         elif cell == "batch_size=1, chunk_size=4, initial_weights=fresh":
-            assert state == "FAILED: InjectedFault: injected fault at epoch 0"
+            assert state == "FAILED: InjectedFault: injected fault at epoch… (injected)"
         elif cell == "batch_size=1, chunk_size=4, initial_weights=weights/other.pt":
-            assert state == "1 complete, 1 failed (trial process killed by SIGKILL)"
+            assert state == "1 complete, 1 failed (killed by SIGKILL (injected))"
         else:
             assert state == "COMPLETE"
 
@@ -150,7 +150,7 @@ def test_the_weights_by_data_table_holds_the_final_epoch_test_metrics(
         assert max(max(metrics[t.number]["test_auc"]) for t in trials) == 2  # final epoch
         assert shown[label] == f"{spread_text(auc)} / {spread_text(dist)} (n={len(trials)})", cell
     assert shown["other.pt, batch size 2, chunk size 4"] == (
-        "— (PRUNED: out of memory (dominated by batch 2, chunk 2))"
+        "— (PRUNED: out of memory (dominated by batch 2, chunk 2 (injected)))"
     )
 
 

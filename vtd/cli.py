@@ -25,9 +25,13 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from vtd.sweep.config import Sweep
 
 USAGE_ERROR = 2
 
@@ -80,14 +84,16 @@ def _run(args: argparse.Namespace) -> int:
     local = len(specs) == 1 and specs[0].gpu is None
     if sweep.file.objective.optimistic:
         console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")
+    retry_out_of_memory = args.retry == "out-of-memory"
     if args.dry_run:
-        study_plan = plan(sweep)
+        study_plan = plan(sweep, retry_out_of_memory=retry_out_of_memory)
         console.print(plan_table(sweep, study_plan))
         console.print(
             f"{len(study_plan.queued)} to queue, {study_plan.waiting} already queued, "
             f"{study_plan.to_sample} still to sample, {study_plan.finished} finished"
         )
         return 0
+    _sync_first(console, sweep)
     with _CtrlC(console) as ctrl_c:
         if local:
             TrialLauncher().warm_up()  # the fork server imports torch while the study is prepared
@@ -95,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             study_plan = prepare(
                 sweep,
                 force_new=args.force_new,
+                retry_out_of_memory=retry_out_of_memory,
                 events=lambda event: (
                     console.print(event.message) if isinstance(event, Notice) else None
                 ),
@@ -166,7 +173,41 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    _write_report(Console(), args.file, None)
+    from vtd.sweep.config import load_sweep
+
+    console = Console()
+    _sync_first(console, load_sweep(args.file))
+    _write_report(console, args.file, None)
+    return 0
+
+
+def _sync_first(console: Console, sweep: Sweep) -> None:
+    """`run` and `report` bring MLflow up to date first; one that cannot warns and goes on
+    (a run whose tracking server is down then fails with one line when it needs MLflow)."""
+    from vtd.sweep.sync import sync_tracking
+
+    try:
+        summary = sync_tracking(sweep)
+    except Exception as error:  # noqa: BLE001 - a tracker that is down must not stop the study
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        console.print(f"[yellow]MLflow not synced[/]: {first}", markup=True, soft_wrap=True)
+        return
+    if summary.changed:
+        console.print(summary.words())
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from vtd.sweep.config import load_sweep
+    from vtd.sweep.sync import sync_tracking
+
+    summary = sync_tracking(load_sweep(args.file))
+    print(summary.words())
+    for number in summary.created:
+        print(f"trial {number}: run created")
+    for number, count in summary.epochs_logged.items():
+        print(f"trial {number}: {count} epoch(s) logged")
+    for number in summary.ended:
+        print(f"trial {number}: run ended")
     return 0
 
 
@@ -535,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="first probe every cell (one training and one evaluation step each) and record "
         "those that run out of memory as PRUNED, before any full trial starts",
     )
+    run.add_argument(
+        "--retry",
+        choices=("out-of-memory",),
+        help="out-of-memory: run the out-of-memory trials and the cells they dominated again "
+        "(done without asking on other hardware or with a larger memory_cap_mb)",
+    )
     run.set_defaults(handler=_run)
 
     probe = commands.add_parser(
@@ -544,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("file", type=Path, help="the sweep file (YAML)")
     probe.set_defaults(handler=_probe)
+
+    sync = commands.add_parser(
+        "sync",
+        help="bring MLflow up to date from Optuna and the trial folders (one run per trial, "
+        "every epoch, the right status); `run` and `report` do it first",
+    )
+    sync.add_argument("file", type=Path, help="the sweep file (YAML)")
+    sync.set_defaults(handler=_sync)
 
     worker = commands.add_parser(
         "worker",

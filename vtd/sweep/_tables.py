@@ -26,7 +26,6 @@ table or figure reads it.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from vtd.data.config import DataConfig, SplitSpec
+from vtd.sweep import record
 from vtd.sweep.config import Sweep
 from vtd.sweep.results import epochs_frame, trials_frame
 from vtd.sweep.space import apply_params, get_path
@@ -47,9 +47,6 @@ METRICS = ("auc", "dist")
 DIGITS = 3
 WITH_CURVES = ("complete", "stopped")
 _STATE_RANK = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
-_ALLOCATE = re.compile(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]i?B)")
-_ALLOCATE_BYTES = re.compile(r"allocate (\d+) bytes")
-_DOMINATED = re.compile(r"dominated by out-of-memory at (batch [^,]+, chunk \S+)")
 
 
 @dataclass(frozen=True)
@@ -196,37 +193,32 @@ def outcome_of(row: Mapping[str, Any]) -> Outcome:
     return "unfinished"
 
 
-def _megabytes(value: Any) -> str:
-    return f"{float(value) / 1024:.1f} GB" if float(value) >= 1024 else f"{float(value):.0f} MB"
+def outcome_record(row: Mapping[str, Any]) -> record.Outcome | None:
+    """A row's typed outcome (`vtd.sweep.record`), as `trials_frame` reads it."""
+    value = row.get("outcome_record")
+    if value is None or isinstance(value, float):  # None, or NaN in a frame
+        return None
+    return value if not isinstance(value, str | dict) else record.from_json(value)
 
 
 def out_of_memory_figure(row: Mapping[str, Any]) -> str:
     """What made a trial run out of memory, in a few words (the figure that triggered it)."""
-    reason = str(row.get("reason") or "")
-    dominated = _DOMINATED.search(reason)
-    if dominated:
-        return f"dominated by {dominated.group(1)}"
-    if "(host):" in reason and _finite(row.get("memory_cap_mb")):
-        peak = row.get("peak_host_mb")
-        over = f"{_megabytes(peak)} > " if _finite(peak) else ""
-        return f"host memory {over}cap {_megabytes(row['memory_cap_mb'])}"
-    where = "CUDA" if "(CUDA)" in reason else "host"
-    if _finite(row.get("peak_device_mb")):
-        return f"{where}, peak {_megabytes(row['peak_device_mb'])}"
-    allocate = _ALLOCATE.search(reason)
-    if allocate:
-        return f"{where}: tried to allocate {allocate.group(1)}"
-    allocate_bytes = _ALLOCATE_BYTES.search(reason)
-    if allocate_bytes:
-        return f"{where}: tried to allocate {_megabytes(int(allocate_bytes.group(1)) / 2**20)}"
-    return where
+    outcome = outcome_record(row)
+    if isinstance(outcome, record.OutOfMemory):
+        return record.oom_figure(outcome)
+    return "out of memory"
+
+
+def outcome_words(row: Mapping[str, Any]) -> str:
+    """A trial's outcome in words, without its state (`vtd.sweep.record.words`)."""
+    outcome = outcome_record(row)
+    return "" if outcome is None else record.words(outcome)
 
 
 def failure_figure(row: Mapping[str, Any], width: int = 60) -> str:
     """A FAILED trial's reason, short: the error type and message, a signal, an exit code."""
-    reason = str(row.get("reason") or "").removeprefix("failed: ")
-    reason = reason.splitlines()[0] if reason else "failed"
-    return reason if len(reason) <= width else reason[: width - 1] + "…"
+    outcome = outcome_record(row)
+    return "failed" if outcome is None else record.short_words(outcome, width)
 
 
 def selection_text(sweep: Sweep, reduce: str) -> str:

@@ -4,6 +4,7 @@ The process is forked from a fork server that has already imported torch, torchv
 `vtd.train` and this module, so starting it costs no imports; it is the first and only
 process of the trial to touch CUDA, so a poisoned CUDA context dies with it. Protocol:
 
+- child -> parent, first: ("device", what it runs on: GPU name and total, host total);
 - child -> parent: ("epoch", EpochRecord as a dict), then waits for the answer;
 - parent -> child: "continue" or "stop" (pruned: training ends after this epoch);
 - child -> parent, once at the end: ("done", result) or ("error", description).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import resource
 import select
 import signal
@@ -101,12 +103,25 @@ def classify_error(error: BaseException) -> str:
     return "error"
 
 
+_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+_UNITS.update({"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40, "bytes": 1})
+# torch's allocators: "Tried to allocate 2.00 GiB" (CUDA), "allocate 68719476736 bytes" (CPU).
+_REQUESTED = re.compile(r"allocate ([\d.]+) ?(bytes|[KMGT]i?B|B)\b")
+
+
+def requested_bytes(message: str) -> int | None:
+    """The allocation an allocator's out-of-memory message says was asked for."""
+    match = _REQUESTED.search(message)
+    return None if match is None else int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
 def describe_error(error: BaseException) -> dict[str, Any]:
     description: dict[str, Any] = {
         "kind": classify_error(error),
         "type": type(error).__name__,
         "message": str(error),
         "traceback": "".join(traceback.format_exception(error)),
+        "requested_bytes": requested_bytes(str(error)),
     }
     try:
         import torch
@@ -182,6 +197,21 @@ def _faults_at(request: TrainingRequest, epoch: int) -> None:
             inject(fault, epoch, request.memory_cap_mb)
 
 
+def describe_device(device: str) -> dict[str, Any]:
+    """What this trial runs on: the GPU's name and total bytes (when it trains on one) and
+    the host's total memory; an out-of-memory outcome records it (see vtd.sweep.record)."""
+    import psutil
+    import torch
+
+    description: dict[str, Any] = {"host_total_bytes": psutil.virtual_memory().total}
+    if device != "cpu" and torch.cuda.is_available():
+        index = torch.device(device).index if device.startswith("cuda:") else 0
+        properties = torch.cuda.get_device_properties(index or 0)
+        description["gpu_name"] = properties.name
+        description["gpu_total_bytes"] = int(properties.total_memory)
+    return description
+
+
 def training_main(request: TrainingRequest, connection: Connection) -> None:
     """The trial process's target: run finetune, report every epoch, report the end."""
     # Already imported by the fork server (see vtd.sweep.runner.PRELOAD): free here.
@@ -218,6 +248,7 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
         return connection.recv() == STOP
 
     try:
+        connection.send(("device", describe_device(request.config.device)))
         _faults_at(request, 0)
         if request.probe is not None:
             from vtd.sweep.probe import probe_step

@@ -157,6 +157,20 @@ class HeartbeatConfig(_Strict):
         return self
 
 
+class OomEvidenceConfig(_Strict):
+    """Where a worker looks for evidence that the kernel's OOM killer ended a trial (see
+    vtd.sweep.oom_evidence); unset: the worker's own cgroup, /dev/kmsg, the machine's memory.
+    Relative paths are relative to the sweep file."""
+
+    memory_events: Path | None = Field(
+        default=None, description="a cgroup v2 memory.events file (its oom_kill counter)"
+    )
+    kernel_log: Path | None = Field(default=None, description="a kernel log to search")
+    memory_limit_mb: int | None = Field(
+        default=None, gt=0, description="the memory limit a last sample is compared with"
+    )
+
+
 class SweepFile(_Strict):
     """The sweep file as written. `load_sweep` turns it into a resolved `Sweep`."""
 
@@ -199,6 +213,9 @@ class SweepFile(_Strict):
         default_factory=HeartbeatConfig, description="detecting killed workers"
     )
     faults: tuple[FaultConfig, ...] = Field(default=(), description="fault injection; off")
+    oom_evidence: OomEvidenceConfig | None = Field(
+        default=None, description="evidence of kernel out-of-memory kills (default: this machine's)"
+    )
     demo: DemoConfig | None = Field(
         default=None,
         description="generate the synthetic demo data; `data` paths are then relative to it",

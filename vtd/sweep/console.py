@@ -22,8 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from vtd.sweep._tables import selection_text
+from vtd.sweep._tables import outcome_record, selection_text
 from vtd.sweep.config import Sweep
+from vtd.sweep.record import Lost, words
 
 if TYPE_CHECKING:  # session and worker import mlflow, pandas takes 0.3 s: not for `--dry-run`
     import pandas as pd
@@ -186,12 +187,18 @@ def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
             _number(row.get("value")),
             _number(row.get(f"selected_{split}_auc")),
             _number(row.get(f"selected_{split}_dist")),
-            _text(row.get("reason"))
-            .removeprefix("pruned: ")
-            .removeprefix("failed: ")
-            .removeprefix("complete: "),
+            _reason(row),
         )
     return table
+
+
+def _reason(row: dict[str, Any]) -> str:
+    """A trial's outcome in words (`vtd.sweep.record`); a trial failed as lost by the
+    heartbeat sweep, its reason as that sweep wrote it (how long it was silent)."""
+    outcome = outcome_record(row)
+    if outcome is None or isinstance(outcome, Lost):
+        return _text(row.get("reason"))
+    return words(outcome)
 
 
 def state_counts(trials: pd.DataFrame) -> str:

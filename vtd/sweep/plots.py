@@ -426,6 +426,12 @@ class HeatmapCell:
     count: int
     interrupted: bool = False
     total: int = 0
+    injected: bool = False  # what it says instead comes from an injected fault
+
+
+def _injected(trials: pd.DataFrame, outcomes: Sequence[str]) -> bool:
+    mine = trials[trials["outcome"].isin(outcomes)]
+    return "injected" in mine and bool(mine["injected"].fillna(False).astype(bool).all())
 
 
 def heatmap_values(
@@ -444,10 +450,23 @@ def heatmap_values(
                     "curves", spread.mean, spread.std, spread.count, total=len(trials)
                 )
             elif (trials["outcome"] == "out_of_memory").any():
-                values[(row, col)] = HeatmapCell("out_of_memory", None, None, 0)
+                values[(row, col)] = HeatmapCell(
+                    "out_of_memory",
+                    None,
+                    None,
+                    0,
+                    injected=_injected(trials, ("out_of_memory",)),
+                )
             elif trials["outcome"].isin(("failed", "interrupted")).any():
                 only_interrupted = bool((trials["outcome"] != "failed").all())
-                values[(row, col)] = HeatmapCell("failed", None, None, 0, only_interrupted)
+                values[(row, col)] = HeatmapCell(
+                    "failed",
+                    None,
+                    None,
+                    0,
+                    only_interrupted,
+                    injected=_injected(trials, ("failed",)),
+                )
             else:
                 values[(row, col)] = HeatmapCell("not_run", None, None, 0)
     return values
@@ -538,6 +557,8 @@ def _annotate_heat(
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=_FAILED_FACE, edgecolor="none"))
     failed = "interrupted" if cell.interrupted else "failed"
     label = {"out_of_memory": "out of\nmemory", "failed": failed}.get(cell.kind, "not run")
+    if cell.injected:
+        label += "\n(injected)"
     ax.text(
         j,
         i,

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rich.table import Table
 
+from vtd.sweep import record
 from vtd.sweep.child import TrainingRequest
+from vtd.sweep.record import MB, Device, OutOfMemory
 from vtd.sweep.runner import ProcessOutcome, TrialLauncher
 from vtd.train.config import TrainConfig
 
@@ -89,6 +91,7 @@ class CellProbe:
     seconds: float = 0.0
     status: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    dominating: ProbeCell | None = None  # the cell that did not fit, for a dominated one
 
     @property
     def fits(self) -> bool:
@@ -264,6 +267,7 @@ def probe_sweep(
                 cell,
                 "dominated",
                 detail=f"dominated by out-of-memory at {dominating.cell.label}",
+                dominating=dominating.cell,
             )
         else:
             probe = CellProbe(cell, "fits")
@@ -318,25 +322,36 @@ def probe_table(sweep: Sweep, results: list[CellProbe]) -> Table:
 # --- recording, for `run --probe` -----------------------------------------------------------
 
 
-def probed_reason(probe: CellProbe, sweep: Sweep) -> tuple[str, dict[str, Any]]:
-    """The reason and attributes of a trial pruned because its cell did not fit: the one
-    place to change when the worker's outcome strings become a typed record."""
-    where = f"batch {probe.cell.batch_size}, chunk {probe.cell.chunk_size}"
-    if probe.verdict == "dominated":
-        reason = f"pruned: out-of-memory (probed): {probe.detail}"
-    else:
-        reason = f"pruned: out-of-memory (probed) at {where}: {probe.detail}"
-    attrs: dict[str, Any] = {
-        "out_of_memory": probe.verdict == "out_of_memory",
-        "oom_dominated": probe.verdict == "dominated",
-        "probed": True,
-        "memory_cap_mb": sweep.file.memory_cap_mb,
-        **probe.extra,
-    }
+def probed_outcome(probe: CellProbe, sweep: Sweep, device: Device) -> OutOfMemory:
+    """The typed outcome of a trial pruned because its cell did not fit (or is dominated by
+    one that did not), on `device`: final on the same hardware only, like any out-of-memory."""
+    cap = sweep.file.memory_cap_mb
+    if probe.verdict == "dominated" and probe.dominating is not None:
+        return OutOfMemory(
+            "dominated_by",
+            device,
+            batch_size=probe.dominating.batch_size,
+            chunk_size=probe.dominating.chunk_size,
+        )
+    peaks = [mb for mb in (probe.oom_mb, probe.train_peak_mb, probe.eval_peak_mb) if mb]
+    return OutOfMemory(
+        "probed",
+        device,
+        peak_bytes=round(max(peaks) * MB) if peaks else None,
+        limit_bytes=None if cap is None else cap * MB,
+        batch_size=probe.cell.batch_size,
+        chunk_size=probe.cell.chunk_size,
+        message=probe.detail,
+    )
+
+
+def probed_attrs(probe: CellProbe, outcome: OutOfMemory) -> dict[str, Any]:
+    """The user attributes of a probed trial: its outcome's, and the probe's peak memory."""
+    attrs = {**record.outcome_attrs(outcome, record.describe(outcome)), "probed": True}
     peaks = [mb for mb in (probe.oom_mb, probe.train_peak_mb, probe.eval_peak_mb) if mb]
     if peaks:
         attrs["peak_host_mb"] = round(max(peaks), 1)
-    return reason, attrs
+    return attrs
 
 
 def record_probed(sweep: Sweep, results: list[CellProbe]) -> list[int]:
@@ -344,11 +359,12 @@ def record_probed(sweep: Sweep, results: list[CellProbe]) -> list[int]:
     dominated by one; returns their numbers. A trial another worker took meanwhile is left."""
     from optuna.trial import TrialState
 
-    from vtd.sweep.study import open_sweep_study
+    from vtd.sweep.study import current_device, open_sweep_study
 
     failing = [probe for probe in results if probe.verdict in ("out_of_memory", "dominated")]
     if not failing:
         return []
+    device = current_device(sweep)
     sweep_study = open_sweep_study(sweep, create=False)
     storage = sweep_study.storage
     pruned: list[int] = []
@@ -363,8 +379,8 @@ def record_probed(sweep: Sweep, results: list[CellProbe]) -> list[int]:
             )
             if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 continue  # claimed by a worker first
-            reason, attrs = probed_reason(probe, sweep)
-            for key, value in {**attrs, "reason": reason, "duration_s": 0.0}.items():
+            attrs = probed_attrs(probe, probed_outcome(probe, sweep, device))
+            for key, value in {**attrs, "duration_s": 0.0}.items():
                 storage.set_trial_user_attr(trial_id, key, value)
             storage.set_trial_state_values(trial_id, state=TrialState.PRUNED)
             pruned.append(trial.number)

@@ -43,6 +43,7 @@ from vtd.sweep._tables import (
     failure_figure,
     load_tables,
     out_of_memory_figure,
+    outcome_words,
     ran_first,
     selection_text,
 )
@@ -443,7 +444,7 @@ def _problems_section(tables: StudyTables) -> list[str]:
             int(row["seed"]) if not pd.isna(row["seed"]) else "",
             row["state"],
             "no" if not row["ran"] else "yes",
-            str(row["reason"]).removeprefix("pruned: ").removeprefix("failed: "),
+            outcome_words(row),
         ]
         for _, row in bad.iterrows()
     ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vtd.sweep.config import Sweep
+from vtd.sweep.record import read_outcome
 from vtd.sweep.study import open_sweep_study, study_exists
 
 if TYPE_CHECKING:  # imported where used: `status` reads Optuna only, and mlflow takes a second
@@ -42,6 +43,7 @@ TRIAL_ATTRS = (
     "signal",
     "exit_code",
     "interrupted",
+    "injected",
     "duration_s",
     "train_seconds",
     "mlflow_run_id",
@@ -65,6 +67,8 @@ def trials_frame(sweep: Sweep) -> pd.DataFrame:
             **{name: params.get(name) for name in sweep.space.names},
             **{key: attrs.get(key) for key in TRIAL_ATTRS},
             "out_of_memory": bool(attrs.get("out_of_memory") or attrs.get("oom_dominated")),
+            # The typed outcome (vtd.sweep.record): tables and figures read its fields.
+            "outcome_record": read_outcome(attrs),
             "ran": trial.state.is_finished()
             and "duplicate_of" not in attrs
             and "dominated_by" not in attrs,

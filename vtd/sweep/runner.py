@@ -27,6 +27,7 @@ from typing import Any, Literal
 import psutil
 
 from vtd.sweep.child import CONTINUE, STOP, TrainingRequest, training_main
+from vtd.sweep.oom_evidence import EvidenceSources, OomWatch
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,14 @@ class ProcessOutcome:
     exit_code: int | None = None
     peak_rss_mb: float = 0.0
     stopped_by_worker: bool = False
+    # The worker (or its memory watchdog) signalled the process itself.
+    killed_by_worker: bool = False
+    last_rss_mb: float = 0.0
+    # Why the kernel's OOM killer is thought to have ended it (SIGKILL only), else None.
+    oom_kill_evidence: str | None = None
+    memory_limit_mb: float | None = None
+    # What the trial process found it runs on (GPU name and total, host total).
+    device: dict[str, Any] | None = None
 
     @property
     def signal_name(self) -> str | None:
@@ -96,6 +105,7 @@ class MemoryWatchdog(threading.Thread):
         self.cap_mb = cap_mb
         self.interval_s = interval_s
         self.peak_mb = 0.0
+        self.last_mb = 0.0
         self.tripped_mb: float | None = None
         self._stop_event = threading.Event()
 
@@ -109,7 +119,10 @@ class MemoryWatchdog(threading.Thread):
                 rss_mb = _tree_rss(process) / _MB
             except psutil.Error:
                 return
+            if rss_mb == 0.0:
+                return  # a zombie (killed, not yet reaped) reads as 0: keep the last real sample
             self.peak_mb = max(self.peak_mb, rss_mb)
+            self.last_mb = rss_mb
             if self.cap_mb is not None and rss_mb > self.cap_mb:
                 self.tripped_mb = rss_mb
                 logger.warning(
@@ -131,11 +144,17 @@ class MemoryWatchdog(threading.Thread):
 class TrialLauncher:
     """Runs training requests in processes forked from a preloaded fork server."""
 
-    def __init__(self, poll_s: float = 0.05, grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        poll_s: float = 0.05,
+        grace_s: float = 5.0,
+        evidence: EvidenceSources | None = None,
+    ) -> None:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(list(PRELOAD))
         self.poll_s = poll_s
         self.grace_s = grace_s
+        self.evidence = evidence
 
     def warm_up(self) -> None:
         """Start the fork server (and its imports) now rather than at the first trial."""
@@ -147,8 +166,11 @@ class TrialLauncher:
         on_epoch: EpochCallback,
         *,
         stop: threading.Event | None = None,
+        evidence: EvidenceSources | None = None,
     ) -> ProcessOutcome:
-        """Run one training to its end; `on_epoch` answers True to stop after that epoch."""
+        """Run one training to its end; `on_epoch` answers True to stop after that epoch.
+        `evidence`: where to look for a kernel OOM kill (default: the launcher's, else this
+        machine's; see vtd.sweep.oom_evidence)."""
         # The trial ends with this process and sees its GPUs (see vtd.sweep.child).
         request = dataclasses.replace(
             request,
@@ -162,6 +184,8 @@ class TrialLauncher:
         process.start()
         child_end.close()
         assert process.pid is not None
+        sources = evidence or self.evidence or EvidenceSources.of_this_machine()
+        oom_watch = OomWatch(sources)
         watchdog = MemoryWatchdog(process.pid, request.memory_cap_mb)
         watchdog.start()
         outcome = ProcessOutcome(status="died")
@@ -170,10 +194,16 @@ class TrialLauncher:
             self._converse(process, parent_end, on_epoch, outcome, watchdog, stop)
             urgent = outcome.status == "interrupted"
         finally:
-            self._end(process, urgent=urgent)
+            outcome.killed_by_worker = self._end(process, urgent=urgent)
             watchdog.stop()
             parent_end.close()
         outcome.exit_code = process.exitcode
+        outcome.killed_by_worker = outcome.killed_by_worker or watchdog.tripped_mb is not None
+        outcome.last_rss_mb = watchdog.last_mb
+        if sources.memory_limit_bytes:
+            outcome.memory_limit_mb = sources.memory_limit_bytes / _MB
+        if process.exitcode == -signal.SIGKILL and not outcome.killed_by_worker:
+            outcome.oom_kill_evidence = oom_watch.evidence(process.pid, watchdog.last_mb * _MB)
         reported = (outcome.result or outcome.error or {}).get("peak_rss_mb", 0.0)
         outcome.peak_rss_mb = max(watchdog.peak_mb, reported)
         if watchdog.tripped_mb is not None:
@@ -204,7 +234,9 @@ class TrialLauncher:
                 kind, payload = connection.recv()
             except (EOFError, OSError):
                 return  # the process died; its exit code says how
-            if kind == "epoch":
+            if kind == "device":
+                outcome.device = payload
+            elif kind == "epoch":
                 outcome.records.append(payload)
                 halt = on_epoch(payload)
                 outcome.stopped_by_worker = outcome.stopped_by_worker or halt
@@ -221,13 +253,15 @@ class TrialLauncher:
                 outcome.error = payload
                 return
 
-    def _end(self, process: multiprocessing.process.BaseProcess, *, urgent: bool) -> None:
+    def _end(self, process: multiprocessing.process.BaseProcess, *, urgent: bool) -> bool:
+        """Wait for the process to end, else end it; True when it had to be signalled."""
         process.join(0 if urgent else self.grace_s)
+        if not process.is_alive():
+            return False
+        assert process.pid is not None
+        kill_tree(process.pid, signal.SIGTERM)
+        process.join(self.grace_s)
         if process.is_alive():
-            assert process.pid is not None
-            kill_tree(process.pid, signal.SIGTERM)
-            process.join(self.grace_s)
-        if process.is_alive():
-            assert process.pid is not None
             kill_tree(process.pid, signal.SIGKILL)
             process.join()
+        return True

@@ -43,9 +43,11 @@ from vtd.sweep.runner import TrialLauncher
 from vtd.sweep.storage import file_lock, storage_lock
 from vtd.sweep.study import (
     QueuedTrial,
+    current_device,
     delete_study,
     enqueue,
     open_sweep_study,
+    out_of_memory_to_retry,
     plan_queue,
     sampled_count,
     study_exists,
@@ -78,6 +80,8 @@ class Plan:
     waiting: int
     to_sample: int
     finished: int
+    # Out-of-memory trials (and those they dominated) run again: other hardware, or asked.
+    out_of_memory_again: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
@@ -112,24 +116,27 @@ def check_data(sweep: Sweep, say: EventSink | None = None) -> None:
         )
 
 
-def plan(sweep: Sweep) -> Plan:
+def plan(sweep: Sweep, *, retry_out_of_memory: bool = False) -> Plan:
     """The plan for the study as it stands, writing nothing (for `--dry-run`)."""
     check_data(sweep)
     trials = []
     if study_exists(sweep):
         trials = open_sweep_study(sweep, create=False).study.get_trials(deepcopy=False)
-    return _plan_for(sweep, trials)
+    return _plan_for(sweep, trials, retry_out_of_memory=retry_out_of_memory)
 
 
-def _plan_for(sweep: Sweep, trials: list) -> Plan:
+def _plan_for(sweep: Sweep, trials: list, *, retry_out_of_memory: bool = False) -> Plan:
     to_sample = 0
     if sweep.file.sampler.name != "grid":
         to_sample = max(0, (sweep.file.n_trials or 0) - sampled_count(trials)) * sweep.file.repeats
+    device = current_device(sweep)
+    again = out_of_memory_to_retry(trials, device, retry=retry_out_of_memory)
     return Plan(
-        queued=plan_queue(sweep, trials),
+        queued=plan_queue(sweep, trials, device=device, retry_out_of_memory=retry_out_of_memory),
         waiting=sum(1 for trial in trials if trial.state == TrialState.WAITING),
         to_sample=to_sample,
         finished=sum(1 for trial in trials if trial.state.is_finished()),
+        out_of_memory_again=tuple(trial.number for trial in again),
     )
 
 
@@ -167,7 +174,9 @@ def _study_lock(sweep: Sweep) -> contextlib.AbstractContextManager[None]:
     return storage_lock(sweep.storage_url, f"vtd-sweep study {sweep.study_name}")
 
 
-def _prepare_study(sweep: Sweep, *, force_new: bool, say: EventSink) -> Plan:
+def _prepare_study(
+    sweep: Sweep, *, force_new: bool, say: EventSink, retry_out_of_memory: bool = False
+) -> Plan:
     """Create or resume the study, recover lost trials, queue; the caller holds the lock."""
     from vtd.sweep.tracking import Tracker
 
@@ -186,7 +195,15 @@ def _prepare_study(sweep: Sweep, *, force_new: bool, say: EventSink) -> Plan:
     if lost:
         numbers = ", ".join(str(number) for number in lost)
         say(Notice(f"trial(s) {numbers}: their worker died; failed and queued again"))
-    study_plan = _plan_for(sweep, sweep_study.study.get_trials(deepcopy=False))
+    study_plan = _plan_for(
+        sweep,
+        sweep_study.study.get_trials(deepcopy=False),
+        retry_out_of_memory=retry_out_of_memory,
+    )
+    if study_plan.out_of_memory_again:
+        numbers = ", ".join(str(number) for number in study_plan.out_of_memory_again)
+        why = "asked for" if retry_out_of_memory else "other hardware or a larger memory cap"
+        say(Notice(f"trial(s) {numbers}: out of memory before ({why}): queued again"))
     enqueue(sweep_study, study_plan.queued)
     sweep_study.storage.remove_session()
     tracker.experiment_id  # noqa: B018 - creates the experiment (and the database) now
@@ -211,12 +228,15 @@ def prepare(
     launcher: TrialLauncher | None = None,
     events: EventSink | None = None,
     stop: threading.Event | None = None,
+    retry_out_of_memory: bool = False,
 ) -> Plan:
     """Everything before the workers start (see the module docstring); returns the plan."""
     say = events or _ignore
     check_data(sweep, say)
     with _study_lock(sweep):
-        study_plan = _prepare_study(sweep, force_new=force_new, say=say)
+        study_plan = _prepare_study(
+            sweep, force_new=force_new, say=say, retry_out_of_memory=retry_out_of_memory
+        )
     _prepare_machine(sweep, launcher, say, stop)
     return study_plan
 
@@ -320,7 +340,10 @@ def run_sweep(
             state: sum(1 for ended in recorded if ended.state == state)
             for state in ("COMPLETE", "PRUNED", "FAIL")
         }
-        tracker.end_sweep_run(
-            parent_run_id, status, {f"trials_{state.lower()}": n for state, n in counts.items()}
-        )
+        try:
+            tracker.end_sweep_run(
+                parent_run_id, status, {f"trials_{state.lower()}": n for state, n in counts.items()}
+            )
+        except Exception as error:  # noqa: BLE001 - the trials are in Optuna; sync catches up
+            logger.warning("MLflow: the sweep's run could not be ended: %s", error)
     return outcome

@@ -64,6 +64,11 @@ TRIALS_VIEW = "trials"
 _VIEW_METRICS = ("val_auc", "val_dist", "val_ap")
 _VIEW_TAGS = ("state", "cell", "seed", "reason")
 T = TypeVar("T")
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 
 
 def epoch_metrics(record: Mapping[str, Any]) -> dict[str, float]:
@@ -130,6 +135,12 @@ class Tracker:
         self.sweep = sweep
         # MLflow prints two links per ended run to stdout when it talks to a server.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        # A tracking server that is gone must not hold the study for minutes (MLflow's own
+        # defaults retry each call 7 times with exponential backoff, 120 s timeout each):
+        # a failed call is skipped and `vtd-sweep sync` catches up later.
+        for name, value in HTTP_BOUNDS.items():
+            os.environ.setdefault(name, value)
+        self.offline_warned = False  # the worker warns once that MLflow failed
         uri = sqlite_busy_timeout_uri(sweep.tracking_uri, _SQLITE_BUSY_TIMEOUT_S)
         self.client = MlflowClient(tracking_uri=uri)
         self._experiment_id: str | None = None
