@@ -79,7 +79,7 @@ def check_mlflow_matches_optuna(sweep: Sweep, tracking_uri: str | None = None) -
         assert sorted((m.step, m.value) for m in history) == [
             (record["epoch"], pytest.approx(record["validation"]["auc"])) for record in kept
         ]
-        assert [record["epoch"] for record in kept] == [1, 2]
+        assert [record["epoch"] for record in kept] == [0, 1, 2]  # 0: the initial weights
 
 
 def test_sync_gives_a_trial_whose_run_was_lost_one_run_with_every_epoch(
@@ -99,7 +99,7 @@ def test_sync_gives_a_trial_whose_run_was_lost_one_run_with_every_epoch(
     MlflowClient(tracking_uri=sweep.tracking_uri).delete_run(run.info.run_id)
     assert main(["sync", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "1 run(s) created, 2 epoch(s) logged, 1 run(s) ended" in out
+    assert "1 run(s) created, 3 epoch(s) logged, 1 run(s) ended" in out  # epochs 0, 1, 2
     check_mlflow_matches_optuna(sweep)
     assert main(["sync", str(path)]) == 0  # nothing left to do
     assert "MLflow is up to date" in capsys.readouterr().out
