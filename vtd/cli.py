@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from vtd.sweep.config import Sweep
+    pass
 
 USAGE_ERROR = 2
 
@@ -93,7 +93,6 @@ def _run(args: argparse.Namespace) -> int:
             f"{study_plan.to_sample} still to sample, {study_plan.finished} finished"
         )
         return 0
-    _sync_first(console, sweep)
     with _CtrlC(console) as ctrl_c:
         if local:
             TrialLauncher().warm_up()  # the fork server imports torch while the study is prepared
@@ -174,26 +173,12 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from vtd.sweep.config import load_sweep
+    from vtd.sweep.sync import sync_or_say
 
     console = Console()
-    _sync_first(console, load_sweep(args.file))
+    sync_or_say(load_sweep(args.file), lambda text: console.print(text, markup=False))
     _write_report(console, args.file, None)
     return 0
-
-
-def _sync_first(console: Console, sweep: Sweep) -> None:
-    """`run` and `report` bring MLflow up to date first; one that cannot warns and goes on
-    (a run whose tracking server is down then fails with one line when it needs MLflow)."""
-    from vtd.sweep.sync import sync_tracking
-
-    try:
-        summary = sync_tracking(sweep)
-    except Exception as error:  # noqa: BLE001 - a tracker that is down must not stop the study
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        console.print(f"[yellow]MLflow not synced[/]: {first}", markup=True, soft_wrap=True)
-        return
-    if summary.changed:
-        console.print(summary.words())
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -231,8 +231,11 @@ def prepare(
     retry_out_of_memory: bool = False,
 ) -> Plan:
     """Everything before the workers start (see the module docstring); returns the plan."""
+    from vtd.sweep.sync import sync_or_say
+
     say = events or _ignore
-    check_data(sweep, say)
+    check_data(sweep, say)  # before anything is written, to Optuna or MLflow
+    sync_or_say(sweep, lambda text: say(Notice(text)))
     with _study_lock(sweep):
         study_plan = _prepare_study(
             sweep, force_new=force_new, say=say, retry_out_of_memory=retry_out_of_memory

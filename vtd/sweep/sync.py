@@ -12,7 +12,7 @@ outcome tags. Trials copied from another (`DuplicateOf`) never had a run and get
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,3 +180,17 @@ def sync_tracking(sweep: Sweep) -> SyncSummary:
                 portable_path(trial_dir, sweep.folder),
             )
     return summary
+
+
+def sync_or_say(sweep: Sweep, say: Callable[[str], None]) -> None:
+    """What `run` and `report` do first: bring MLflow up to date, saying what changed; one
+    that cannot says so and goes on (a tracker that is down must not stop the study; a run
+    then fails with one line where it needs MLflow)."""
+    try:
+        summary = sync_tracking(sweep)
+    except Exception as error:  # noqa: BLE001 - any tracker failure: the study goes on
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        say(f"MLflow not synced: {first}")
+        return
+    if summary.changed:
+        say(summary.words())
