@@ -53,6 +53,7 @@ training:
   seed: 0
   device: cpu
   precision: {precision}
+  evaluate_initial: false     # the lab evaluated each epoch's checkpoint, not the initial weights
 search_space:
   batch_size: [{batches}]
   chunk_size: [{chunks}]
