@@ -22,8 +22,8 @@ import yaml
 from tests._data_factory import frame_specs, write_clip
 from tests._report_study import write_small_checkpoint
 from vtd.data.splits import load_splits
-from vtd.sweep.config import Sweep, load_sweep
-from vtd.sweep.study import resolve
+from vtd.sweep.plan.config import Sweep, load_sweep
+from vtd.sweep.store.study import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUT = ROOT / "tests" / "data" / "sweeps_mini" / "layout.yaml"
@@ -164,9 +164,9 @@ def shrink(raw: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FILES)
 def test_each_file_runs_shrunk_and_reports(project: Path, name: str) -> None:
-    from vtd.sweep.report import write_report
-    from vtd.sweep.results import trials_frame
-    from vtd.sweep.session import run_sweep
+    from vtd.sweep.execute.session import run_sweep
+    from vtd.sweep.reporting.report import write_report
+    from vtd.sweep.reporting.results import trials_frame
 
     raw = shrink(yaml.safe_load((project / "sweeps" / f"{name}.yaml").read_text()))
     path = project / "sweeps" / f"{name}.shrunk.yaml"

@@ -9,8 +9,10 @@ for chunk in chunk_loader(splits.train, batch_size=4, chunk_size=3, train=True, 
     ...
 ```
 
-Formats live in private modules (`_vat`, `_oa`) behind one reader interface (`_base`);
-`targets` holds the published heatmap, head-channel and smoothing formulas.
+Formats live in `formats` (one private module per format behind one reader interface);
+`targets` holds the published heatmap, head-channel and smoothing formulas. This package is
+what a training run needs; the tools that write data sets, `vtd.prepare` and `vtd.demo`, live
+beside it.
 """
 
 from vtd.data.config import (

@@ -24,10 +24,10 @@ from typing import Literal
 
 import numpy as np
 
-from vtd.data._base import AnnotationReader, AnnotationRow, RowError
-from vtd.data._formats import detect_format
 from vtd.data.config import DataConfig, SourceSpec
 from vtd.data.errors import DataError
+from vtd.data.formats._base import AnnotationReader, AnnotationRow, RowError
+from vtd.data.formats._registry import detect_format
 from vtd.data.images import AmbiguousImageError, ImageFolders, image_size
 from vtd.data.targets import SMOOTHING_WINDOW, smooth_track
 

@@ -14,7 +14,7 @@
 All values are integer pixels; gaze `-1,-1` means out of frame. The first `train_shows` shows or
 sessions of each data set are written under `annotations/train`, the next `test_shows` under
 `annotations/test`; `DemoDatasets` names them. What the frames show, and why it is learnable,
-is described in `vtd.data._demo_scene`.
+is described in `vtd.demo._scene`.
 
 Every clip draws from its own `numpy` generator seeded by (seed, data set, show, clip), so the
 same config gives the same bytes, whatever else changes in the code that calls it.
@@ -37,7 +37,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vtd.data._demo_scene import (
+from vtd.data.formats import OA_COLUMNS
+from vtd.demo._scene import (
     OBJECT_COLOURS,
     ClipFrames,
     Scene,
@@ -45,7 +46,6 @@ from vtd.data._demo_scene import (
     sample_clip,
     sample_scene,
 )
-from vtd.data._oa import COLUMNS as OA_COLUMNS
 
 logger = logging.getLogger(__name__)
 

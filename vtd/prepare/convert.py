@@ -19,7 +19,7 @@ line per kept frame, in pixels; gaze `-1,-1` when the person looks out of frame.
   folder's target object is every frame's gaze point.
 - `head_source="openpose"`: each kept frame's head box comes from its OpenPose JSON file
   `<frame stem>_keypoints.json` (or `<frame stem>.json`), found in the frame's folder or, with
-  `keypoints`, in `<keypoints>/<session>/<setting>/` (see `vtd.data._openpose` for the rule); the
+  `keypoints`, in `<keypoints>/<session>/<setting>/` (see `vtd.prepare._openpose` for the rule); the
   gaze still comes from the target object's box in the folder's XML, and a folder whose target
   is empty (out of frame) needs no XML.
 - The target object's name: `target` for every folder, or `targets`, a CSV file with the header
@@ -47,11 +47,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vtd.data._oa import COLUMNS
-from vtd.data._openpose import MissingHeadError, head_box
-from vtd.data._voc import VocAnnotation, read_voc
 from vtd.data.errors import DataError
+from vtd.data.formats import OA_COLUMNS as COLUMNS
 from vtd.data.images import image_extensions, image_size
+from vtd.prepare._openpose import MissingHeadError, head_box
+from vtd.prepare._voc import VocAnnotation, read_voc
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from vtd.data._base import AnnotationReader, AnnotationRow, parse_frame_row
+from vtd.data.formats._base import AnnotationReader, AnnotationRow, parse_frame_row
 
 COLUMNS = ("frame", "x_min", "y_min", "x_max", "y_max", "gaze_x", "gaze_y")
 

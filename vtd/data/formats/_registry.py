@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtd.data._base import AnnotationReader
-from vtd.data._oa import ObjectAttentionReader
-from vtd.data._vat import VideoAttentionTargetReader
 from vtd.data.errors import DataError
+from vtd.data.formats._base import AnnotationReader
+from vtd.data.formats._oa import ObjectAttentionReader
+from vtd.data.formats._vat import VideoAttentionTargetReader
 
 READERS: tuple[AnnotationReader, ...] = (ObjectAttentionReader(), VideoAttentionTargetReader())
 FORMAT_NAMES: tuple[str, ...] = tuple(reader.name for reader in READERS)

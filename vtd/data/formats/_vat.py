@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from vtd.data._base import AnnotationReader, AnnotationRow, looks_numeric, parse_frame_row
+from vtd.data.formats._base import AnnotationReader, AnnotationRow, looks_numeric, parse_frame_row
 
 COLUMNS = ("path", "xmin", "ymin", "xmax", "ymax", "gazex", "gazey")
 

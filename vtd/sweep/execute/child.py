@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtd.sweep.faults import FaultConfig, inject
+from vtd.sweep.plan.faults import FaultConfig, inject
 from vtd.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def _faults_at(request: TrainingRequest, epoch: int) -> None:
 
 def training_main(request: TrainingRequest, connection: Connection) -> None:
     """The trial process's target: run finetune, report every epoch, report the end."""
-    # Already imported by the fork server (see vtd.sweep.runner.PRELOAD): free here.
+    # Already imported by the fork server (see vtd.sweep.execute.runner.PRELOAD): free here.
     from vtd.train import finetune
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -7,7 +7,7 @@ its top, so unpickling the task imports nothing either). Everything downstream (
 server and the trials it forks) inherits the pin; CUDA is never touched in this process or
 in the workers, only in trial processes.
 
-Each worker runs `vtd.sweep.worker.run_worker` and sends its events (trial started, epoch,
+Each worker runs `vtd.sweep.execute.worker.run_worker` and sends its events (trial started, epoch,
 trial ended) to the parent through a manager queue; a manager event carries the parent's stop
 (Ctrl-C) to every worker, which then ends its running trial as interrupted. A worker's error
 is returned, not raised, so that joblib never cancels the other workers' trials.
@@ -107,10 +107,10 @@ def _worker_task(
     multiprocessing.set_start_method(None, force=True)
     import signal
 
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.console import configure_logging
-    from vtd.sweep.session import Notice
-    from vtd.sweep.worker import run_worker
+    from vtd.sweep.execute.events import Notice
+    from vtd.sweep.execute.worker import run_worker
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.reporting.console import configure_logging
 
     stop = threading.Event()
     previous = {

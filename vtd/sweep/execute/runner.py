@@ -26,12 +26,12 @@ from typing import Any, Literal
 
 import psutil
 
-from vtd.sweep.child import CONTINUE, STOP, TrainingRequest, training_main
+from vtd.sweep.execute.child import CONTINUE, STOP, TrainingRequest, training_main
 
 logger = logging.getLogger(__name__)
 
 # Imported once by the fork server. "__main__" lets a trial skip re-running the main script.
-PRELOAD = ("__main__", "torch", "torchvision", "vtd.train", "vtd.sweep.child")
+PRELOAD = ("__main__", "torch", "torchvision", "vtd.train", "vtd.sweep.execute.child")
 Status = Literal["completed", "cuda_oom", "host_oom", "memory_cap", "error", "died", "interrupted"]
 EpochCallback = Callable[[dict[str, Any]], bool]
 _MB = 2**20
@@ -149,7 +149,7 @@ class TrialLauncher:
         stop: threading.Event | None = None,
     ) -> ProcessOutcome:
         """Run one training to its end; `on_epoch` answers True to stop after that epoch."""
-        # The trial ends with this process and sees its GPUs (see vtd.sweep.child).
+        # The trial ends with this process and sees its GPUs (see vtd.sweep.execute.child).
         request = dataclasses.replace(
             request,
             worker_pid=request.worker_pid or os.getpid(),

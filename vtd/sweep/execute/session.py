@@ -1,11 +1,11 @@
 """`vtd-sweep run`: prepare the study once, then run workers, under one MLflow parent run.
 
 Preparation happens before any worker of this run starts, under a lock on the study
-(`vtd.sweep.storage.storage_lock`: a file lock beside a SQLite database, an advisory lock on
+(`vtd.sweep.store.storage.storage_lock`: a file lock beside a SQLite database, an advisory lock on
 PostgreSQL), so that no two processes, on one machine or many, race to create a database, a
 study, an experiment or the queue: (1) with `force_new`, the old study is deleted, its folder
 and experiment set aside; (2) the study is created or resumed and checked against the file;
-(3) trials of dead workers are failed and queued again (`vtd.sweep.heartbeat`); (4) the trials
+(3) trials of dead workers are failed and queued again (`vtd.sweep.store.heartbeat`); (4) the trials
 to run are queued; (5) the MLflow experiment is made. Then, per machine and cached: the demo
 data and the demo's pretrained checkpoint if a trial needs it.
 
@@ -27,15 +27,16 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from vtd.data.demo import ensure_demo
-from vtd.sweep.child import TrainingRequest
-from vtd.sweep.config import Sweep
-from vtd.sweep.heartbeat import recover_lost_trials
-from vtd.sweep.pool import run_local_workers, worker_specs
-from vtd.sweep.runner import TrialLauncher
-from vtd.sweep.storage import file_lock, storage_lock
-from vtd.sweep.study import (
-    QueuedTrial,
+from vtd.demo.generate import ensure_demo
+from vtd.sweep.execute.child import TrainingRequest
+from vtd.sweep.execute.events import Notice, Plan
+from vtd.sweep.execute.pool import run_local_workers, worker_specs
+from vtd.sweep.execute.runner import TrialLauncher
+from vtd.sweep.execute.worker import Event, EventSink, TrialEnded, run_worker
+from vtd.sweep.plan.config import Sweep
+from vtd.sweep.store.heartbeat import recover_lost_trials
+from vtd.sweep.store.storage import file_lock, storage_lock
+from vtd.sweep.store.study import (
     delete_study,
     enqueue,
     open_sweep_study,
@@ -43,8 +44,7 @@ from vtd.sweep.study import (
     sampled_count,
     study_exists,
 )
-from vtd.sweep.tracking import Tracker
-from vtd.sweep.worker import Event, EventSink, TrialEnded, run_worker
+from vtd.sweep.store.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -53,27 +53,6 @@ OPTIMISTIC_NOTE = "selected on the test split: optimistic"
 
 class PreparationError(RuntimeError):
     """Something the sweep needs before its trials could not be made."""
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A line for the user about preparation (not about a trial)."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a run would do: trials queued now, already waiting, and still to sample."""
-
-    queued: list[QueuedTrial]
-    waiting: int
-    to_sample: int
-    finished: int
-
-    @property
-    def total(self) -> int:
-        return len(self.queued) + self.waiting + self.to_sample
 
 
 @dataclass
@@ -226,7 +205,7 @@ def run_sweep(
     `workers` workers to the end, under one MLflow parent run.
 
     One worker on the CPU runs in this process; more, or any on GPUs, run in fresh processes
-    (`vtd.sweep.pool`: by default one per GPU of `gpus`, each pinned to it)."""
+    (`vtd.sweep.execute.pool`: by default one per GPU of `gpus`, each pinned to it)."""
     specs = worker_specs(workers, gpus)
     local = len(specs) == 1 and specs[0].gpu is None
     stop = stop or threading.Event()

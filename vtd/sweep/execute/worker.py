@@ -2,7 +2,7 @@
 
 `run_worker` is what every worker runs, one per process, on one machine or many, against one
 Optuna storage and one MLflow tracking store; it needs no other coordination (see
-`vtd.sweep.study` for how trials are claimed exactly once). How a trial ends:
+`vtd.sweep.store.study` for how trials are claimed exactly once). How a trial ends:
 
 - COMPLETE: training ran all epochs (value: the objective's best or last epoch);
 - PRUNED: the pruner stopped it; or it ran out of memory (CUDA, host, or over the per-trial
@@ -10,7 +10,7 @@ Optuna storage and one MLflow tracking store; it needs no other coordination (se
   configuration (not run, the original's state and value copied);
 - FAILED: any other error, the trial process dying, or Ctrl-C (marked `interrupted`; the
   next `vtd-sweep run` queues it again); or the worker itself dying (its trial's heartbeat
-  goes stale, and another process fails it and queues it again: `vtd.sweep.heartbeat`).
+  goes stale, and another process fails it and queues it again: `vtd.sweep.store.heartbeat`).
 The reason is stored on the Optuna trial (user attribute `reason`) and on its MLflow run.
 
 Before each claim a worker recovers lost trials; when the queue is empty but other workers
@@ -33,12 +33,13 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from vtd.sweep.child import TrainingRequest
-from vtd.sweep.config import Sweep
-from vtd.sweep.heartbeat import TrialHeartbeat, recover_lost_trials, running_elsewhere
-from vtd.sweep.identity import portable_path
-from vtd.sweep.runner import ProcessOutcome, TrialLauncher
-from vtd.sweep.study import (
+from vtd.sweep.execute.child import TrainingRequest
+from vtd.sweep.execute.runner import ProcessOutcome, TrialLauncher
+from vtd.sweep.plan.config import Sweep
+from vtd.sweep.plan.identity import portable_path
+from vtd.sweep.plan.weights import WEIGHTS_FRESH
+from vtd.sweep.store.heartbeat import TrialHeartbeat, recover_lost_trials, running_elsewhere
+from vtd.sweep.store.study import (
     Claim,
     SweepStudy,
     claim_next,
@@ -48,8 +49,7 @@ from vtd.sweep.study import (
     queue_repeats,
     worker_name,
 )
-from vtd.sweep.tracking import SPLIT_PREFIXES, Tracker, epoch_metrics, flatten
-from vtd.sweep.weights import WEIGHTS_FRESH
+from vtd.sweep.store.tracking import SPLIT_PREFIXES, Tracker, epoch_metrics, flatten
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ report:
 Any training setting (a field path, as in `search_space`) may be a rows, columns or lines
 setting; one the search space does not vary gives a single row, column or line. Searched
 settings that are none of the three tell lines apart too (`fresh, lr=0.0001`). Kept apart
-from `vtd.sweep.report` so that reading a sweep file imports neither pandas nor matplotlib.
+from `vtd.sweep.reporting.report` so that reading a sweep file imports neither pandas nor
+matplotlib.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vtd.sweep.space import SearchSpace, get_path
+from vtd.sweep.plan.space import SearchSpace, get_path
 
 ROLES = ("rows", "columns", "lines")
 

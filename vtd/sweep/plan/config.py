@@ -18,13 +18,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vtd.data.config import DataConfig
-from vtd.data.demo import DemoConfig, demo_folder_name
+from vtd.demo.generate import DemoConfig, demo_folder_name
 from vtd.model import ModelConfig
-from vtd.sweep._report_config import ReportConfig
-from vtd.sweep._yaml import KeyPath, YamlDocument, YamlLocationError, format_key_path, load_yaml
-from vtd.sweep.faults import FaultConfig
-from vtd.sweep.space import SearchSpace, SearchSpaceError, parse_search_space
-from vtd.sweep.weights import WEIGHTS_DEMO, DemoPretrainedConfig, InitialWeights
+from vtd.sweep.plan._report_config import ReportConfig
+from vtd.sweep.plan._yaml import (
+    KeyPath,
+    YamlDocument,
+    YamlLocationError,
+    format_key_path,
+    load_yaml,
+)
+from vtd.sweep.plan.faults import FaultConfig
+from vtd.sweep.plan.space import SearchSpace, SearchSpaceError, parse_search_space
+from vtd.sweep.plan.weights import WEIGHTS_DEMO, DemoPretrainedConfig, InitialWeights
 from vtd.train.config import HIGHER_IS_BETTER, TrainConfig
 
 Metric = Literal["auc", "dist", "ap", "loss"]

@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vtd.data.demo import DemoConfig, demo_folder_name
+from vtd.demo.generate import DemoConfig, demo_folder_name
 from vtd.model import ModelConfig
-from vtd.sweep.identity import portable_path
+from vtd.sweep.plan.identity import portable_path
 from vtd.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """A study as the plots and the report see it: one row per configuration x seed, with outcome.
 
-Built on `vtd.sweep.results` (Optuna's trials, MLflow's per-epoch metrics). A configuration
+Built on `reporting.results` (Optuna's trials, MLflow's per-epoch metrics). A configuration
 (cell) can have several Optuna trials per seed: a FAILED one queued again, a copy that was
 not run because an identical trial had finished. `load_tables` keeps one trial per
 configuration x seed, in this order of preference: COMPLETE, PRUNED, FAILED, RUNNING,
@@ -33,10 +33,10 @@ from typing import Any, Literal
 import pandas as pd
 
 from vtd.data.config import DataConfig
-from vtd.sweep.config import Sweep
-from vtd.sweep.results import epochs_frame, trials_frame
-from vtd.sweep.space import apply_params, get_path
-from vtd.sweep.weights import WEIGHTS_FRESH
+from vtd.sweep.plan.config import Sweep
+from vtd.sweep.plan.space import apply_params, get_path
+from vtd.sweep.plan.weights import WEIGHTS_FRESH
+from vtd.sweep.reporting.results import epochs_frame, trials_frame
 
 Outcome = Literal["complete", "stopped", "out_of_memory", "failed", "interrupted", "unfinished"]
 SPLITS = {"val": "validation", "test": "test"}

@@ -21,9 +21,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from vtd.sweep.config import Sweep
-from vtd.sweep.session import Notice, Plan
-from vtd.sweep.worker import EpochEnded, Event, TrialEnded, TrialStarted
+from vtd.sweep.execute.events import Notice, Plan
+from vtd.sweep.execute.worker import EpochEnded, Event, TrialEnded, TrialStarted
+from vtd.sweep.plan.config import Sweep
 
 
 def configure_logging(verbose: bool) -> None:

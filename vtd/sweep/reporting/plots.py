@@ -37,7 +37,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from vtd.sweep._tables import (
+from vtd.sweep.reporting._tables import (
     WITH_CURVES,
     Spread,
     StudyTables,

@@ -9,7 +9,7 @@ It writes, under `studies/<study>/`:
   test AUC / distance); which pairs of configurations are not distinguishable at these
   repeats (the rule is stated in the report); the trials that ran out of memory or failed;
   the plots, linked relatively so that the folder can be moved or read in MLflow;
-- `plots/*.png` (see `vtd.sweep.plots`);
+- `plots/*.png` (see `vtd.sweep.reporting.plots`);
 - `configurations.csv`, `weights_by_data.csv`, `pairs.csv`: the tables at full precision.
 
 MLflow: the files go to the artifacts of a parent run, under `report/`: at the end of
@@ -32,7 +32,9 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
-from vtd.sweep._tables import (
+from vtd.sweep.execute.session import OPTIMISTIC_NOTE
+from vtd.sweep.plan.config import Sweep
+from vtd.sweep.reporting._tables import (
     DIGITS,
     Spread,
     StudyTables,
@@ -42,8 +44,7 @@ from vtd.sweep._tables import (
     out_of_memory_figure,
     ran_first,
 )
-from vtd.sweep.config import Sweep
-from vtd.sweep.plots import (
+from vtd.sweep.reporting.plots import (
     METRIC_NAMES,
     SPLIT_NAMES,
     GridLayout,
@@ -56,9 +57,8 @@ from vtd.sweep.plots import (
     setting_name,
     value_text,
 )
-from vtd.sweep.session import OPTIMISTIC_NOTE
-from vtd.sweep.study import StudyError, open_sweep_study, study_exists
-from vtd.sweep.tracking import Tracker
+from vtd.sweep.store.study import StudyError, open_sweep_study, study_exists
+from vtd.sweep.store.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
-from vtd.sweep.config import Sweep
-from vtd.sweep.study import open_sweep_study, study_exists
+from vtd.sweep.plan.config import Sweep
+from vtd.sweep.store.study import open_sweep_study, study_exists
 
 TRIAL_ATTRS = (
     "cell",

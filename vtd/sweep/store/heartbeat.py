@@ -3,10 +3,10 @@
 Optuna's own heartbeat thread runs only inside `Study.optimize`; our workers claim queued
 trials themselves, so each running trial gets a `TrialHeartbeat` here: a thread that records
 the trial's heartbeat in the storage every `interval_s` (the first one before the claim, see
-`vtd.sweep.study`). A worker killed with SIGKILL stops beating; once its trial's heartbeat is
+`vtd.sweep.store.study`). A worker killed with SIGKILL stops beating; once its trial's heartbeat is
 older than the grace period, the next process that calls `recover_lost_trials` (`vtd-sweep
 run`, `worker` before each claim and while it waits, `status`) marks it FAILED and queues it
-again with the same parameters (`vtd.sweep.storage.RequeueStaleTrial`), records why on the
+again with the same parameters (`vtd.sweep.store.storage.RequeueStaleTrial`), records why on the
 trial (`reason`, `worker_lost`) and ends its MLflow run as KILLED. The retry's run is linked
 to it when it starts (`retry_of` / `retried_by` tags).
 
@@ -26,9 +26,9 @@ from types import TracebackType
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from vtd.sweep.storage import RequeueStaleTrial
-from vtd.sweep.study import SweepStudy
-from vtd.sweep.tracking import Tracker
+from vtd.sweep.store.storage import RequeueStaleTrial
+from vtd.sweep.store.study import SweepStudy
+from vtd.sweep.store.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Optuna study of a sweep: created once or resumed, its queue, and claiming trials.
 
 Identity: every trial carries user attributes `config_hash`, `cell_hash`, `context_hash`
-(see `vtd.sweep.identity`), `cell` (readable), `repeat`, `seed`, `origin`.
+(see `vtd.sweep.plan.identity`), `cell` (readable), `repeat`, `seed`, `origin`.
 
 Queue (`plan_queue`, run by `vtd-sweep run` before any worker starts):
 - grid: every (cell x repeat) whose configuration has no COMPLETE, PRUNED, WAITING or RUNNING
@@ -13,11 +13,11 @@ Queue (`plan_queue`, run by `vtd-sweep run` before any worker starts):
   have been sampled.
 
 Claiming (`claim_next`, by workers): a queued trial is taken by setting it RUNNING, which
-succeeds for exactly one worker (see `vtd.sweep.storage` for SQLite); a grid worker that
+succeeds for exactly one worker (see `vtd.sweep.store.storage` for SQLite); a grid worker that
 finds the queue empty stops instead of asking Optuna for a new trial. A worker records the
 trial's first heartbeat before it claims it and names itself on it (user attribute `worker`,
 host:pid), so that a worker dying at any moment leaves a trial that goes stale
-(`vtd.sweep.heartbeat`).
+(`vtd.sweep.store.heartbeat`).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from vtd.sweep.config import Sweep
-from vtd.sweep.identity import TrialIdentity, canonical_config, identify
-from vtd.sweep.space import apply_params
-from vtd.sweep.storage import StorageSettings, open_storage
+from vtd.sweep.plan.config import Sweep
+from vtd.sweep.plan.identity import TrialIdentity, canonical_config, identify
+from vtd.sweep.plan.space import apply_params
+from vtd.sweep.store.storage import StorageSettings, open_storage
 from vtd.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)

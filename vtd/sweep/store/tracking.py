@@ -32,8 +32,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.entities.lifecycle_stage import LifecycleStage
 from mlflow.exceptions import MlflowException
 
-from vtd.sweep.config import Sweep
-from vtd.sweep.storage import (
+from vtd.sweep.plan.config import Sweep
+from vtd.sweep.store.storage import (
     file_lock,
     hide_password,
     retry_when_locked,
