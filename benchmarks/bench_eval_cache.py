@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from vtd.data import DataConfig
-from vtd.data.demo import DemoConfig, DemoLayout, ensure_demo
+from vtd.demo.generate import DemoConfig, DemoLayout, ensure_demo
 from vtd.evaluate import evaluate
 from vtd.model import VTD, ModelConfig, save_checkpoint
 from vtd.train import FineTuning, TrainConfig

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from vtd.data import DataConfig, chunk_loader, load_splits
-from vtd.data.demo import DemoConfig, DemoLayout, ensure_demo
+from vtd.demo.generate import DemoConfig, DemoLayout, ensure_demo
 from vtd.evaluate import EvaluationData, evaluate
 from vtd.evaluate.loop import autocast
 from vtd.model import VTD, ModelConfig

@@ -73,7 +73,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="quick-answers-") as folder:
         sweep = Path(folder) / "sweep.yaml"
         sweep.write_text(SWEEP)
-        prepare = "from vtd.sweep.config import load_sweep; from vtd.sweep.session import prepare"
+        prepare = (
+            "from vtd.sweep.plan.config import load_sweep; "
+            "from vtd.sweep.execute.session import prepare"
+        )
         subprocess.run(
             [sys.executable, "-c", f"{prepare}; prepare(load_sweep({str(sweep)!r}))"],
             env=env,

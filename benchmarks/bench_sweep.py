@@ -4,7 +4,7 @@
 
 The seed's grid shrunk to fit: the full model, batch 2 x chunk {2, 3, 4} (three cells), two
 epochs, fresh initial weights, on ObjectAttention-shaped data the script writes first:
-`.ppm` frames of 640x480, clips of 30-36 frames (`vtd.data.demo`'s synthetic scenes, annotation
+`.ppm` frames of 640x480, clips of 30-36 frames (`vtd.demo.generate`'s synthetic scenes, annotation
 files in the ObjectAttention layout the reader takes today: a `frame,x_min,...` header, comma
 separated), 2 training sessions of one clip each and 1 test session of one clip. The clips
 are few and short so that both ways run in under 15 minutes on a 2-core CPU.
@@ -70,7 +70,7 @@ def _vtd_sweep(*argv: str) -> list[str]:
 
 def write_data(folder: Path, quick: bool) -> Path:
     """The synthetic ObjectAttention-layout data set; returns its root."""
-    from vtd.data.demo import DemoConfig, DemoLayout, generate_demo
+    from vtd.demo.generate import DemoConfig, DemoLayout, generate_demo
 
     size = (160, 120) if quick else (640, 480)
     frames = (8, 8) if quick else (30, 36)
@@ -130,8 +130,8 @@ def lab_train(config_file: Path) -> None:
 
 def run_lab(folder: Path, sweep_file: Path, data_root: Path) -> tuple[float, dict[str, dict]]:
     """The lab's way over every cell: wall seconds and each cell's last-epoch test metrics."""
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.study import resolve
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.store.study import resolve
 
     sweep = load_sweep(sweep_file)
     configs = []
@@ -189,8 +189,8 @@ def run_lab(folder: Path, sweep_file: Path, data_root: Path) -> tuple[float, dic
 
 def run_ours(sweep_file: Path) -> tuple[float, dict[str, dict]]:
     """`vtd-sweep run`: wall seconds and each cell's last-epoch test metrics."""
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.results import trials_frame
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.reporting.results import trials_frame
 
     started = time.perf_counter()
     subprocess.run(

@@ -54,11 +54,11 @@ def main() -> None:
     started = time.perf_counter()
     import optuna
 
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.results import trials_frame
-    from vtd.sweep.runner import TrialLauncher
-    from vtd.sweep.session import prepare
-    from vtd.sweep.worker import run_worker
+    from vtd.sweep.execute.runner import TrialLauncher
+    from vtd.sweep.execute.session import prepare
+    from vtd.sweep.execute.worker import run_worker
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.reporting.results import trials_frame
     from vtd.train import finetune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -74,7 +74,7 @@ def full_model_step(
     """(loss, frames/s, peak MB) of published-recipe training steps on the first training
     chunk of `batch` demo clips x `chunk` frames."""
     from vtd.data import DataConfig, chunk_loader
-    from vtd.data.demo import DemoConfig, DemoLayout, ensure_demo
+    from vtd.demo.generate import DemoConfig, DemoLayout, ensure_demo
     from vtd.model import ModelConfig
     from vtd.train import FineTuning, TrainConfig
 

@@ -79,8 +79,8 @@ def build_report_study(folder: Path) -> BuiltStudy:
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "built.json"
     if not done.is_file():
-        from vtd.sweep.config import load_sweep
-        from vtd.sweep.session import run_sweep
+        from vtd.sweep.execute.session import run_sweep
+        from vtd.sweep.plan.config import load_sweep
 
         path = folder / "sweep.yaml"
         path.write_text(SWEEP)

@@ -3,7 +3,7 @@
 import pytest
 
 from vtd.data import DataConfig
-from vtd.data.demo import DemoConfig, DemoDatasets, DemoLayout, ensure_demo
+from vtd.demo.generate import DemoConfig, DemoDatasets, DemoLayout, ensure_demo
 
 TINY_DEMO = DemoConfig(
     seed=3,

@@ -85,7 +85,7 @@ def test_prepare_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 def test_eval_a_checkpoint_on_data_folders(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vtd.data.demo import DemoConfig, DemoLayout, generate_demo
+    from vtd.demo.generate import DemoConfig, DemoLayout, generate_demo
     from vtd.model import VTD, ModelConfig, save_checkpoint
 
     tiny = DemoLayout(train_shows=1, test_shows=1, clips_per_show=1, width=96, height=72)

@@ -79,8 +79,8 @@ def test_status_and_dry_run_before_the_study_exists(sweep_file: Path) -> None:
 
 
 def test_status_and_dry_run_of_a_prepared_study(sweep_file: Path) -> None:
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.session import prepare
+    from vtd.sweep.execute.session import prepare
+    from vtd.sweep.plan.config import load_sweep
 
     prepare(load_sweep(sweep_file))  # the study and its MLflow experiment, 4 trials queued
     assert _loaded("status", str(sweep_file)) == {"code": 0, "loaded": []}

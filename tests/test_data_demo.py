@@ -12,14 +12,14 @@ from PIL import Image
 from pydantic import ValidationError
 
 from vtd.data import SourceSpec, build_index
-from vtd.data._demo_scene import (
+from vtd.demo._scene import (
     EYE_COLOUR,
     HAIR_COLOUR,
     NOSE_COLOUR,
     OBJECT_COLOURS,
     SKIN_COLOUR,
 )
-from vtd.data.demo import (
+from vtd.demo.generate import (
     GENERATOR_VERSION,
     MANIFEST_NAME,
     DemoCacheError,

@@ -10,8 +10,8 @@ import pytest
 from _lab_data import LAB_HEADER, labelimg_frames, openpose_frames, write_lab_clip
 
 from vtd.data import DataConfig, DataError, SourceSpec, build_index
-from vtd.data._formats import FORMAT_NAMES
 from vtd.data.config import AnnotationFormat
+from vtd.data.formats._registry import FORMAT_NAMES
 from vtd.data.index import index_data
 
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from vtd.data import SourceSpec, build_index
 from vtd.data.errors import DataError
-from vtd.data.prepare import PrepareOptions, prepare, read_targets
+from vtd.prepare.convert import PrepareOptions, prepare, read_targets
 
 FIXTURES = Path(__file__).parent / "data" / "prepare"
 XML = (FIXTURES / "labelimg_setting.xml").read_text(encoding="utf-8")
@@ -259,7 +259,7 @@ def test_openpose_frame_without_a_head_is_an_error_or_a_counted_skip(
     assert info.value.path == bad
     assert not output.exists()
 
-    with caplog.at_level(logging.WARNING, logger="vtd.data.prepare"):
+    with caplog.at_level(logging.WARNING, logger="vtd.prepare.convert"):
         report = prepare(source, output, options.model_copy(update={"skip_bad_frames": True}))
     assert [(item.path, reason in item.reason) for item in report.skipped] == [(bad, True)]
     assert "skipped 1 frames" in caplog.text

@@ -206,7 +206,7 @@ def test_config_switch_and_fresh_weights_share_nothing(tiny_demo_data, tmp_path,
 
 
 def test_a_sweep_puts_the_cache_in_the_study_folder(tmp_path):
-    from vtd.sweep.config import SweepFileError, load_sweep
+    from vtd.sweep.plan.config import SweepFileError, load_sweep
 
     text = """\
 study: shared

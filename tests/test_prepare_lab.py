@@ -38,9 +38,9 @@ from PIL import Image
 
 from vtd.cli import main
 from vtd.data import SourceSpec, build_index
-from vtd.data._openpose import MissingHeadError, lab_head_box
 from vtd.data.errors import DataError
-from vtd.data.prepare import PrepareOptions, prepare
+from vtd.prepare._openpose import MissingHeadError, lab_head_box
+from vtd.prepare.convert import PrepareOptions, prepare
 
 SIZE = (640, 480)
 PARTICIPANTS = ("Gabriele", "Shiva")
@@ -339,7 +339,7 @@ def test_folders_that_are_not_objects_are_left_out_with_a_warning(
     (setting / "subsampled_frames").mkdir()
     Image.new("RGB", SIZE).save(setting / "subsampled_frames" / "00000.ppm")
     options = PrepareOptions(layout="lab", head_source="voc", every=2)
-    with caplog.at_level(logging.WARNING, logger="vtd.data._lab_raw"):
+    with caplog.at_level(logging.WARNING, logger="vtd.prepare._lab_raw"):
         report = prepare(raw, output, options)
     assert "left out 1 folder(s) without an rgb... frames folder (not objects): " in caplog.text
     assert "subsampled_frames" in caplog.text

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vtd.sweep.config import SweepFileError, load_sweep
-from vtd.sweep.space import apply_params
+from vtd.sweep.plan.config import SweepFileError, load_sweep
+from vtd.sweep.plan.space import apply_params
 
 GOOD = """\
 study: grid-test

@@ -37,18 +37,18 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from vtd.cli import main
-from vtd.sweep.config import Sweep, load_sweep
-from vtd.sweep.heartbeat import TrialHeartbeat, recover_lost_trials
-from vtd.sweep.pool import worker_specs
-from vtd.sweep.session import prepare
-from vtd.sweep.storage import (
+from vtd.sweep.execute.pool import worker_specs
+from vtd.sweep.execute.session import prepare
+from vtd.sweep.plan.config import Sweep, load_sweep
+from vtd.sweep.store.heartbeat import TrialHeartbeat, recover_lost_trials
+from vtd.sweep.store.storage import (
     StorageBusyError,
     StorageSettings,
     open_storage,
     retry_when_locked,
     storage_lock,
 )
-from vtd.sweep.study import StudyError, claim_next, enqueue, open_sweep_study, plan_queue
+from vtd.sweep.store.study import StudyError, claim_next, enqueue, open_sweep_study, plan_queue
 
 SMALL = """\
 study: beats

@@ -24,10 +24,10 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from vtd.sweep.config import Sweep, load_sweep
-from vtd.sweep.results import epochs_frame, trials_frame
-from vtd.sweep.session import plan, prepare, run_sweep
-from vtd.sweep.study import open_sweep_study
+from vtd.sweep.execute.session import plan, prepare, run_sweep
+from vtd.sweep.plan.config import Sweep, load_sweep
+from vtd.sweep.reporting.results import epochs_frame, trials_frame
+from vtd.sweep.store.study import open_sweep_study
 
 TINY_DEMO = """\
 demo:
@@ -379,8 +379,8 @@ def test_prepare_twice_queues_once(
 
 
 def test_force_new_replaces_a_changed_study(tmp_path: Path, mlflow_template: Path) -> None:
-    from vtd.sweep.study import StudyError
-    from vtd.sweep.tracking import Tracker
+    from vtd.sweep.store.study import StudyError
+    from vtd.sweep.store.tracking import Tracker
 
     text = (
         "study: replaced\nsampler: grid\n"

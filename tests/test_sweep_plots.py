@@ -20,9 +20,9 @@ from matplotlib.patches import Rectangle
 from optuna.trial import TrialState
 
 from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
-from vtd.sweep._tables import StudyTables, load_tables, out_of_memory_figure
-from vtd.sweep.config import Sweep, load_sweep
-from vtd.sweep.plots import (
+from vtd.sweep.plan.config import Sweep, load_sweep
+from vtd.sweep.reporting._tables import StudyTables, load_tables, out_of_memory_figure
+from vtd.sweep.reporting.plots import (
     OPTUNA_VIEWS,
     GridLayout,
     classify_cells,
@@ -32,7 +32,7 @@ from vtd.sweep.plots import (
     optuna_views,
     optuna_views_for,
 )
-from vtd.sweep.record import OutOfMemory, to_json
+from vtd.sweep.store.record import OutOfMemory, to_json
 
 OTHER = "weights/other.pt"
 MB = 2**20

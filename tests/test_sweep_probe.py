@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from vtd.sweep.config import load_sweep
-from vtd.sweep.probe import (
+from vtd.sweep.execute.probe import (
     CellProbe,
     dominating_failure,
     probe_cells,
     probed_attrs,
     probed_outcome,
 )
-from vtd.sweep.study import current_device
+from vtd.sweep.plan.config import load_sweep
+from vtd.sweep.store.study import current_device
 
 # Clips of 16 frames, 8 training clips (two sessions of 4; one more held out for validation),
 # so that batch 8 x chunk 16 fills a whole chunk with 128 frames.
@@ -131,7 +131,7 @@ def test_run_probe_prunes_the_cell_over_the_cap_before_any_trial(
     assert verdicts == {(8, 16): "no: out of memory", (2, 16): "yes"}
     assert re.search(r"train step, host: \d+ MB over the 1000 MB cap", out)
     sweep = load_sweep(path)
-    from vtd.sweep.study import open_sweep_study
+    from vtd.sweep.store.study import open_sweep_study
 
     trials = open_sweep_study(sweep, create=False).study.get_trials(deepcopy=False)
     by_cell = {(t.user_attrs["batch_size"], t.user_attrs["chunk_size"]): t for t in trials}

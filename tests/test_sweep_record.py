@@ -14,11 +14,14 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState, create_trial
 
 from tests.test_sweep_e2e import TINY_DEMO, make_sweep, mlflow_runs
-from vtd.sweep import record
-from vtd.sweep.config import ObjectiveConfig, load_sweep
-from vtd.sweep.faults import FaultConfig
-from vtd.sweep.oom_evidence import EvidenceSources, OomWatch, oom_kill_count
-from vtd.sweep.record import (
+from vtd.sweep.execute.oom_evidence import EvidenceSources, OomWatch, oom_kill_count
+from vtd.sweep.execute.runner import ProcessOutcome
+from vtd.sweep.execute.worker import TrialFacts, decide_outcome
+from vtd.sweep.plan.config import ObjectiveConfig, load_sweep
+from vtd.sweep.plan.faults import FaultConfig
+from vtd.sweep.reporting.results import trials_frame
+from vtd.sweep.store import record
+from vtd.sweep.store.record import (
     Complete,
     Device,
     DuplicateOf,
@@ -28,10 +31,7 @@ from vtd.sweep.record import (
     OutOfMemory,
     StoppedByPruner,
 )
-from vtd.sweep.results import trials_frame
-from vtd.sweep.runner import ProcessOutcome
-from vtd.sweep.study import open_sweep_study, out_of_memory_to_retry, wait_for_original
-from vtd.sweep.worker import TrialFacts, decide_outcome
+from vtd.sweep.store.study import open_sweep_study, out_of_memory_to_retry, wait_for_original
 
 GB = 2**30
 MB = 2**20

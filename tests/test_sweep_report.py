@@ -20,12 +20,12 @@ from optuna.trial import TrialState
 
 from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
 from vtd.cli import main
-from vtd.sweep._tables import load_tables
-from vtd.sweep.config import Sweep, SweepFileError, load_sweep
-from vtd.sweep.plots import GridLayout, classify_cells, heatmap_figure, heatmap_values
-from vtd.sweep.report import ReportFiles, write_report
-from vtd.sweep.session import prepare
-from vtd.sweep.study import StudyError
+from vtd.sweep.execute.session import prepare
+from vtd.sweep.plan.config import Sweep, SweepFileError, load_sweep
+from vtd.sweep.reporting._tables import load_tables
+from vtd.sweep.reporting.plots import GridLayout, classify_cells, heatmap_figure, heatmap_values
+from vtd.sweep.reporting.report import ReportFiles, write_report
+from vtd.sweep.store.study import StudyError
 
 SPLIT_TITLES = {"val": "validation", "test": "test"}
 METRIC_TITLES = {"auc": "AUC", "dist": "distance"}

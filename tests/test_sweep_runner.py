@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from vtd.sweep.child import classify_error, describe_error
-from vtd.sweep.faults import FaultConfig, InjectedFault
-from vtd.sweep.runner import MemoryWatchdog
+from vtd.sweep.execute.child import classify_error, describe_error
+from vtd.sweep.execute.runner import MemoryWatchdog
+from vtd.sweep.plan.faults import FaultConfig, InjectedFault
 
 
 def _raised(error: BaseException) -> BaseException:

@@ -13,8 +13,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from vtd.sweep.config import load_sweep
-from vtd.sweep.study import (
+from vtd.sweep.plan.config import load_sweep
+from vtd.sweep.store.study import (
     StudyError,
     claim_next,
     enqueue,
@@ -231,7 +231,7 @@ def test_a_moved_project_keeps_its_study(tmp_path: Path) -> None:
 
 
 def test_samplers_and_pruners_are_optunas_with_the_files_settings(tmp_path: Path) -> None:
-    from vtd.sweep.study import make_pruner, make_sampler
+    from vtd.sweep.store.study import make_pruner, make_sampler
 
     text = GRID.replace("sampler: grid", "sampler: {name: tpe, seed: 7, n_startup_trials: 3}")
     text = text.replace(

@@ -23,8 +23,8 @@ from optuna.trial import TrialState
 
 from tests.test_sweep_e2e import TINY_DEMO, make_sweep
 from vtd.cli import main
-from vtd.sweep.config import Sweep, load_sweep
-from vtd.sweep.study import open_sweep_study, study_exists
+from vtd.sweep.plan.config import Sweep, load_sweep
+from vtd.sweep.store.study import open_sweep_study, study_exists
 
 SYNCED = """\
 study: synced

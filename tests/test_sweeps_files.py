@@ -24,8 +24,8 @@ from tests._data_factory import frame_specs, write_clip
 from tests._report_study import write_small_checkpoint
 from vtd.data.errors import DataError
 from vtd.data.splits import load_splits
-from vtd.sweep.config import Sweep, load_sweep
-from vtd.sweep.study import resolve
+from vtd.sweep.plan.config import Sweep, load_sweep
+from vtd.sweep.store.study import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUT = ROOT / "tests" / "data" / "sweeps_mini" / "layout.yaml"
@@ -299,9 +299,9 @@ def shrink(raw: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FILES)
 def test_each_file_runs_shrunk_and_reports(project: Path, name: str) -> None:
-    from vtd.sweep.report import write_report
-    from vtd.sweep.results import epochs_frame, trials_frame
-    from vtd.sweep.session import OPTIMISTIC_NOTE, run_sweep
+    from vtd.sweep.execute.session import OPTIMISTIC_NOTE, run_sweep
+    from vtd.sweep.reporting.report import write_report
+    from vtd.sweep.reporting.results import epochs_frame, trials_frame
 
     raw = shrink(yaml.safe_load((project / "sweeps" / f"{name}.yaml").read_text()))
     path = project / "sweeps" / f"{name}.shrunk.yaml"
@@ -358,7 +358,7 @@ def test_each_file_runs_shrunk_and_reports(project: Path, name: str) -> None:
     ],
 )
 def test_a_bad_published_row_is_one_line_naming_it(project: Path, row: dict, message: str) -> None:
-    from vtd.sweep.config import SweepFileError
+    from vtd.sweep.plan.config import SweepFileError
 
     raw = yaml.safe_load((project / "sweeps" / "oa_batch_chunk_grid.yaml").read_text())
     raw["report"]["published"]["rows"] = [row]

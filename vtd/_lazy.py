@@ -28,3 +28,8 @@ def lazy_exports(
         return sorted({*importlib.import_module(package).__dict__, *exports})
 
     return __getattr__, __dir__
+
+
+def by_module(package: str, modules: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """{name: its module's dotted path} from {submodule of `package`: its public names}."""
+    return {name: f"{package}.{module}" for module, names in modules.items() for name in names}

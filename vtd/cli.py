@@ -62,18 +62,25 @@ class _CtrlC:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.console import LiveProgress, plan_table, state_counts, terminal, trials_table
-    from vtd.sweep.pool import worker_specs
-    from vtd.sweep.runner import TrialLauncher
-    from vtd.sweep.session import (
+    from vtd.sweep.execute.events import Notice
+    from vtd.sweep.execute.pool import worker_specs
+    from vtd.sweep.execute.runner import TrialLauncher
+    from vtd.sweep.execute.session import (
         OPTIMISTIC_NOTE,
-        Notice,
         PreparationError,
         plan,
         prepare,
         run_sweep,
     )
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.reporting.console import (
+        LiveProgress,
+        plan_table,
+        state_counts,
+        terminal,
+        trials_table,
+    )
+    from vtd.sweep.reporting.results import trials_frame
 
     console = terminal()
     sweep = load_sweep(args.file)
@@ -112,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
                 return 130
             raise
         if args.probe and study_plan.total > 0:
-            from vtd.sweep.probe import probe_and_record
+            from vtd.sweep.execute.probe import probe_and_record
 
             if probe_and_record(sweep, console, stop=ctrl_c.stop):
                 study_plan = plan(sweep)  # the pruned trials are no longer to run
@@ -131,7 +138,6 @@ def _run(args: argparse.Namespace) -> int:
                     stop=ctrl_c.stop,
                     prepared=study_plan,
                 )
-    from vtd.sweep.results import trials_frame  # pandas: not needed by --dry-run
 
     trials = trials_frame(sweep)
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
@@ -149,8 +155,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write_report(console: Console, file: Path, parent_run_id: str | None) -> None:
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.report import write_report
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.reporting.report import write_report
 
     files = write_report(load_sweep(file), parent_run_id=parent_run_id)
     console.print(
@@ -161,9 +167,9 @@ def _write_report(console: Console, file: Path, parent_run_id: str | None) -> No
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.console import terminal
-    from vtd.sweep.probe import probe_and_show
+    from vtd.sweep.execute.probe import probe_and_show
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.reporting.console import terminal
 
     console = terminal()
     with _CtrlC(console) as ctrl_c:
@@ -172,8 +178,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.sync import sync_or_say
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.store.sync import sync_or_say
 
     console = Console()
     sync_or_say(load_sweep(args.file), lambda text: console.print(text, markup=False))
@@ -182,8 +188,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.sync import sync_tracking
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.store.sync import sync_tracking
 
     summary = sync_tracking(load_sweep(args.file))
     print(summary.words())
@@ -197,12 +203,13 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep, resolve_sqlite_url
-    from vtd.sweep.console import terminal
-    from vtd.sweep.runner import TrialLauncher
-    from vtd.sweep.session import Notice, join_study
-    from vtd.sweep.storage import hide_password
-    from vtd.sweep.worker import TrialEnded, run_worker
+    from vtd.sweep.execute.events import Notice
+    from vtd.sweep.execute.runner import TrialLauncher
+    from vtd.sweep.execute.session import join_study
+    from vtd.sweep.execute.worker import TrialEnded, run_worker
+    from vtd.sweep.plan.config import load_sweep, resolve_sqlite_url
+    from vtd.sweep.reporting.console import terminal
+    from vtd.sweep.store.storage import hide_password
 
     if args.threads is not None and args.threads < 1:
         raise _UsageError("--threads must be at least 1")
@@ -248,11 +255,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.console import state_counts, terminal, trials_table
-    from vtd.sweep.heartbeat import recover_lost_trials
-    from vtd.sweep.results import trials_frame
-    from vtd.sweep.study import open_sweep_study, study_exists
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.reporting.console import state_counts, terminal, trials_table
+    from vtd.sweep.reporting.results import trials_frame
+    from vtd.sweep.store.heartbeat import recover_lost_trials
+    from vtd.sweep.store.study import open_sweep_study, study_exists
 
     console = terminal()
     sweep = load_sweep(args.file)
@@ -271,9 +278,9 @@ def _status(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.storage import sqlite_busy_timeout_uri, sqlite_file
-    from vtd.sweep.tracking import trials_view_url
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.store.storage import sqlite_busy_timeout_uri, sqlite_file
+    from vtd.sweep.store.tracking import trials_view_url
 
     sweep = load_sweep(args.file)
     console = Console()
@@ -365,11 +372,11 @@ def _evaluation_clips(args: argparse.Namespace) -> list:
     from vtd.data.splits import select_clips
 
     if args.sweep is not None:
-        from vtd.sweep.config import load_sweep
+        from vtd.sweep.plan.config import load_sweep
 
         sweep = load_sweep(args.sweep)
         if sweep.file.demo is not None:
-            from vtd.data.demo import ensure_demo
+            from vtd.demo.generate import ensure_demo
 
             ensure_demo(sweep.cache_dir, sweep.file.demo)
         splits = load_splits(sweep.base.data, sweep.base.data_dir)
@@ -386,7 +393,7 @@ def _eval(args: argparse.Namespace) -> int:
     from vtd.data import DataError
     from vtd.evaluate.checkpoints import evaluate_checkpoints
     from vtd.model import CheckpointError, ModelConfig
-    from vtd.sweep.console import terminal
+    from vtd.sweep.reporting.console import terminal
 
     if (args.sweep is None) == (not args.data):
         raise _UsageError("give the data to evaluate on: --data FOLDER ... or --sweep FILE")
@@ -426,7 +433,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from vtd.data.errors import DataError
-    from vtd.data.prepare import PrepareOptions, prepare
+    from vtd.prepare.convert import PrepareOptions, prepare
 
     try:
         given = {
@@ -468,8 +475,8 @@ def _data(args: argparse.Namespace) -> int:
 
     from vtd.data.errors import DataError
     from vtd.data.summary import summarize
-    from vtd.sweep.config import load_sweep
-    from vtd.sweep.datacheck import check_sweep_data
+    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.plan.datacheck import check_sweep_data
 
     sweep = load_sweep(args.file)
     try:
@@ -694,13 +701,13 @@ def _is_mlflow_error(error: Exception) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vtd.sweep.console import configure_logging
+    from vtd.sweep.reporting.console import configure_logging
 
     configure_logging(args.verbose)
-    from vtd.sweep.config import SweepFileError
-    from vtd.sweep.session import PreparationError
-    from vtd.sweep.storage import StorageError
-    from vtd.sweep.study import StudyError
+    from vtd.sweep.execute.session import PreparationError
+    from vtd.sweep.plan.config import SweepFileError
+    from vtd.sweep.store.storage import StorageError
+    from vtd.sweep.store.study import StudyError
 
     try:
         return int(args.handler(args))

@@ -35,7 +35,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 GroupBy = Literal["show", "person"]
-# The readers' names (vtd.data._formats.FORMAT_NAMES), or detection per file.
+# The readers' names (vtd.data.formats._registry.FORMAT_NAMES), or detection per file.
 AnnotationFormat = Literal["auto", "objectattention", "videoattentiontarget"]
 
 

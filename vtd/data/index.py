@@ -25,10 +25,10 @@ from typing import Literal
 
 import numpy as np
 
-from vtd.data._base import AnnotationRow, RowError
-from vtd.data._formats import FileFormat, file_format
 from vtd.data.config import DataConfig, SourceSpec
 from vtd.data.errors import DataError
+from vtd.data.formats import FileFormat, file_format
+from vtd.data.formats._base import AnnotationRow, RowError
 from vtd.data.images import AmbiguousImageError, ImageFolders, image_size
 from vtd.data.targets import SMOOTHING_WINDOW, smooth_track
 

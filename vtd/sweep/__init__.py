@@ -8,6 +8,6 @@ the worker), `tracking` (MLflow), `worker` (the loop a worker runs), `heartbeat`
 and recovering the trials of dead workers), `pool` (several workers on one machine, one per
 GPU, through joblib), `results` (reading a study back as tables), `report` with `_tables`,
 `_published` (published figures beside ours) and `plots`. Submodules are imported
-where used, so that a trial process, which imports `vtd.sweep.child`, loads neither optuna
+where used, so that a trial process, which imports `vtd.sweep.execute.child`, loads neither optuna
 nor mlflow.
 """

@@ -1,0 +1,25 @@
+"""Running trials: the session, the workers, and the isolated process each trial runs in.
+
+`session` prepares a study once and runs the workers of `vtd-sweep run`; `pool` runs several
+workers on one machine (one per GPU); `worker` is a worker's loop (claim a trial, run it,
+report each epoch to Optuna and MLflow, decide pruning); `runner` starts a trial process from
+a fork server and watches its memory; `child` is what runs inside that process, and imports
+neither optuna nor mlflow; `events` holds the messages the session sends to whoever shows them.
+Names are imported on first use, so that importing `child` loads nothing else of the sweep.
+"""
+
+from vtd._lazy import by_module, lazy_exports
+
+_EXPORTS = by_module(
+    __name__,
+    {
+        "session": ("OPTIMISTIC_NOTE", "PreparationError", "join_study", "prepare", "run_sweep"),
+        "pool": ("WorkerSpec", "run_local_workers", "worker_specs"),
+        "worker": ("EpochEnded", "Event", "TrialEnded", "TrialStarted", "run_worker"),
+        "runner": ("ProcessOutcome", "TrialLauncher"),
+        "child": ("TrainingRequest",),
+        "events": ("Notice", "Plan"),
+    },
+)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

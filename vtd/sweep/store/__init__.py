@@ -1,0 +1,39 @@
+"""The shared store of a sweep: the Optuna study and its queue, heartbeats, the MLflow runs.
+
+`storage` opens Optuna's storage (SQLite or a server URL) and holds the file and advisory
+locks and the retries of a locked SQLite file; `study` creates, resumes and queues the study
+and lets any number of workers claim its trials atomically; `heartbeat` keeps a running
+trial's heartbeat and fails and re-queues the trials of dead workers; `tracking` is the
+MLflow experiment and runs (`Tracker`). Every worker, on any machine, meets the others here.
+"""
+
+from vtd._lazy import by_module, lazy_exports
+
+_EXPORTS = by_module(
+    __name__,
+    {
+        "storage": (
+            "StorageBusyError",
+            "StorageError",
+            "StorageSettings",
+            "file_lock",
+            "open_storage",
+            "storage_lock",
+        ),
+        "study": (
+            "Claim",
+            "QueuedTrial",
+            "StudyError",
+            "SweepStudy",
+            "claim_next",
+            "delete_study",
+            "enqueue",
+            "open_sweep_study",
+            "study_exists",
+        ),
+        "heartbeat": ("TrialHeartbeat", "recover_lost_trials"),
+        "tracking": ("Tracker",),
+    },
+)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
