@@ -1,4 +1,4 @@
-"""One real study with every outcome, for the plot and report tests; built once per session.
+"""One real study with every outcome, for the plot and report tests (and their fixtures).
 
 A 2 x 2 grid (batch size 1, 2 x chunk size 2, 4) x initial weights (fresh, a checkpoint
 file) x 2 repeats of the small model, 2 epochs on a tiny demo data set, real trial processes:
@@ -17,9 +17,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 
 from vtd.model import VTD, ModelConfig, save_checkpoint
+from vtd.sweep.plan.config import Sweep, load_sweep
 
 STUDY = "report-test"
 SWEEP = """\
@@ -80,7 +82,6 @@ def build_report_study(folder: Path) -> BuiltStudy:
     done = folder / "built.json"
     if not done.is_file():
         from vtd.sweep.execute.session import run_sweep
-        from vtd.sweep.plan.config import load_sweep
 
         path = folder / "sweep.yaml"
         path.write_text(SWEEP)
@@ -109,3 +110,20 @@ def mlflow_metrics(tracking_uri: str, study: str) -> dict[int, dict[str, dict[in
             for key in run.data.metrics
         }
     return metrics
+
+
+# The plot and the report tests' fixtures, imported by both modules (by their functions' names):
+# the study, its sweep file and its MLflow metrics.
+@pytest.fixture(scope="module", name="built")
+def built_fixture(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    return build_report_study(tmp_path_factory.getbasetemp() / "report-study")
+
+
+@pytest.fixture(scope="module", name="sweep")
+def sweep_fixture(built: BuiltStudy) -> Sweep:
+    return load_sweep(built.sweep_path)
+
+
+@pytest.fixture(scope="module", name="metrics")
+def metrics_fixture(sweep: Sweep) -> dict[int, dict[str, dict[int, float]]]:
+    return mlflow_metrics(sweep.tracking_uri, sweep.study_name)

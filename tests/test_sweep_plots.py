@@ -19,33 +19,22 @@ from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
 from optuna.trial import TrialState
 
-from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
+from tests._report_study import (  # noqa: F401 - the study's fixtures
+    BuiltStudy,
+    built_fixture,
+    metrics_fixture,
+    sweep_fixture,
+)
 from vtd.sweep.plan.config import Sweep, load_sweep
 from vtd.sweep.reporting._tables import StudyTables, load_tables, out_of_memory_figure
-from vtd.sweep.reporting.plots import (
-    OPTUNA_VIEWS,
-    GridLayout,
-    classify_cells,
-    grid_figure,
-    heatmap_figure,
-    heatmap_values,
-    optuna_views,
-    optuna_views_for,
-)
+from vtd.sweep.reporting.plots.grid import classify_cells, grid_figure
+from vtd.sweep.reporting.plots.heatmap import heatmap_figure, heatmap_values
+from vtd.sweep.reporting.plots.shared import GridLayout
+from vtd.sweep.reporting.plots.views import OPTUNA_VIEWS, optuna_views, optuna_views_for
 from vtd.sweep.store.record import OutOfMemory, to_json
 
 OTHER = "weights/other.pt"
 MB = 2**20
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    return build_report_study(tmp_path_factory.getbasetemp() / "report-study")
-
-
-@pytest.fixture(scope="module")
-def sweep(built: BuiltStudy) -> Sweep:
-    return load_sweep(built.sweep_path)
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +45,6 @@ def tables(sweep: Sweep) -> StudyTables:
 @pytest.fixture(scope="module")
 def optuna_trials(sweep: Sweep) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=sweep.study_name, storage=sweep.storage_url).trials
-
-
-@pytest.fixture(scope="module")
-def metrics(sweep: Sweep) -> dict[int, dict[str, dict[int, float]]]:
-    return mlflow_metrics(sweep.tracking_uri, sweep.study_name)
 
 
 def _by_cell(trials: list[optuna.trial.FrozenTrial]) -> dict[tuple[int, int], list]:

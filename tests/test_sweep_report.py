@@ -18,13 +18,21 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from tests._report_study import BuiltStudy, build_report_study, mlflow_metrics
+from tests._report_study import (  # noqa: F401 - the study's fixtures
+    BuiltStudy,
+    built_fixture,
+    metrics_fixture,
+    sweep_fixture,
+)
 from vtd.cli import main
 from vtd.sweep.execute.session import prepare
 from vtd.sweep.plan.config import Sweep, SweepFileError, load_sweep
 from vtd.sweep.reporting._tables import load_tables
-from vtd.sweep.reporting.plots import GridLayout, classify_cells, heatmap_figure, heatmap_values
-from vtd.sweep.reporting.report import ReportFiles, write_report
+from vtd.sweep.reporting.plots.grid import classify_cells
+from vtd.sweep.reporting.plots.heatmap import heatmap_figure, heatmap_values
+from vtd.sweep.reporting.plots.shared import GridLayout
+from vtd.sweep.reporting.report.files import ReportFiles
+from vtd.sweep.reporting.report.write import write_report
 from vtd.sweep.store.study import StudyError
 
 SPLIT_TITLES = {"val": "validation", "test": "test"}
@@ -32,23 +40,8 @@ METRIC_TITLES = {"auc": "AUC", "dist": "distance"}
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    return build_report_study(tmp_path_factory.getbasetemp() / "report-study")
-
-
-@pytest.fixture(scope="module")
-def sweep(built: BuiltStudy) -> Sweep:
-    return load_sweep(built.sweep_path)
-
-
-@pytest.fixture(scope="module")
 def files(sweep: Sweep, built: BuiltStudy) -> ReportFiles:
     return write_report(sweep, parent_run_id=built.parent_run_id)
-
-
-@pytest.fixture(scope="module")
-def metrics(sweep: Sweep) -> dict[int, dict[str, dict[int, float]]]:
-    return mlflow_metrics(sweep.tracking_uri, sweep.study_name)
 
 
 @pytest.fixture(scope="module")

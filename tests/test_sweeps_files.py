@@ -299,8 +299,9 @@ def shrink(raw: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FILES)
 def test_each_file_runs_shrunk_and_reports(project: Path, name: str) -> None:
-    from vtd.sweep.execute.session import OPTIMISTIC_NOTE, run_sweep
-    from vtd.sweep.reporting.report import write_report
+    from vtd.sweep.execute.session import run_sweep
+    from vtd.sweep.plan.config import OPTIMISTIC_NOTE
+    from vtd.sweep.reporting.report.write import write_report
     from vtd.sweep.reporting.results import epochs_frame, trials_frame
 
     raw = shrink(yaml.safe_load((project / "sweeps" / f"{name}.yaml").read_text()))

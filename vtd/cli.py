@@ -66,13 +66,12 @@ def _run(args: argparse.Namespace) -> int:
     from vtd.sweep.execute.pool import worker_specs
     from vtd.sweep.execute.runner import TrialLauncher
     from vtd.sweep.execute.session import (
-        OPTIMISTIC_NOTE,
         PreparationError,
         plan,
         prepare,
         run_sweep,
     )
-    from vtd.sweep.plan.config import load_sweep
+    from vtd.sweep.plan.config import OPTIMISTIC_NOTE, load_sweep
     from vtd.sweep.reporting.console import (
         LiveProgress,
         plan_table,
@@ -156,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _write_report(console: Console, file: Path, parent_run_id: str | None) -> None:
     from vtd.sweep.plan.config import load_sweep
-    from vtd.sweep.reporting.report import write_report
+    from vtd.sweep.reporting.report.write import write_report
 
     files = write_report(load_sweep(file), parent_run_id=parent_run_id)
     console.print(

@@ -38,7 +38,7 @@ from vtd.sweep.execute.child import TrainingRequest
 from vtd.sweep.execute.events import Notice, Plan
 from vtd.sweep.execute.pool import run_local_workers, worker_specs
 from vtd.sweep.execute.runner import TrialLauncher
-from vtd.sweep.plan.config import Sweep
+from vtd.sweep.plan.config import OPTIMISTIC_NOTE, Sweep
 from vtd.sweep.plan.datacheck import check_sweep_data
 from vtd.sweep.store.heartbeat import recover_lost_trials
 from vtd.sweep.store.storage import file_lock, storage_lock
@@ -57,8 +57,6 @@ if TYPE_CHECKING:  # both import mlflow, which `--dry-run` (`plan`) does without
     from vtd.sweep.execute.worker import Event, EventSink, TrialEnded
 
 logger = logging.getLogger(__name__)
-
-OPTIMISTIC_NOTE = "selected on the test split: optimistic"
 
 
 class PreparationError(RuntimeError):

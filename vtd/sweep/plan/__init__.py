@@ -12,7 +12,13 @@ from vtd._lazy import by_module, lazy_exports
 _EXPORTS = by_module(
     __name__,
     {
-        "config": ("Sweep", "SweepFileError", "load_sweep", "resolve_sqlite_url"),
+        "config": (
+            "OPTIMISTIC_NOTE",
+            "Sweep",
+            "SweepFileError",
+            "load_sweep",
+            "resolve_sqlite_url",
+        ),
         "space": ("SearchSpace", "SearchSpaceError", "apply_params", "get_path"),
         "identity": ("TrialIdentity", "canonical_config", "identify", "portable_path"),
         "weights": ("WEIGHTS_DEMO", "WEIGHTS_FRESH", "InitialWeights"),

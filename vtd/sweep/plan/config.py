@@ -105,6 +105,9 @@ class PrunerConfig(_Strict):
         return self
 
 
+OPTIMISTIC_NOTE = "selected on the test split: optimistic"  # flags every output of such a study
+
+
 class ObjectiveConfig(_Strict):
     """What a trial is judged by: a metric on a split, per epoch, reduced to one value."""
 

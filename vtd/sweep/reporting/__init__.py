@@ -1,9 +1,11 @@
 """Reading a sweep back: tables, plots, the report, and the terminal.
 
 `results` reads a study back from Optuna and MLflow as pandas tables; `_tables` keeps one
-trial per configuration and seed and computes what plots and report show; `plots` draws the
-grid, heatmap and Optuna views; `report` writes the markdown report and publishes it to
-MLflow; `console` shows plans, live progress and status tables with rich, and sets up logging.
+trial per configuration and seed and computes what plots and report show; `plots/` draws the
+grid (`grid`), the heatmaps (`heatmap`) and Optuna's views (`views`) on `shared` names and
+layout; `report/` computes the report's tables (`compute`), writes report.md (`markdown`) and
+the files (`write`, named in `files`), and publishes them to MLflow (`publish`); `console`
+shows plans, live progress and status tables with rich, and sets up logging.
 """
 
 from vtd._lazy import by_module, lazy_exports
@@ -13,8 +15,11 @@ _EXPORTS = by_module(
     {
         "results": ("epochs_frame", "trials_frame"),
         "_tables": ("StudyTables", "load_tables"),
-        "plots": ("grid_figure", "heatmap_figure", "optuna_views"),
-        "report": ("ReportFiles", "write_report"),
+        "plots.grid": ("grid_figure",),
+        "plots.heatmap": ("heatmap_figure",),
+        "plots.views": ("optuna_views",),
+        "report.files": ("ReportFiles",),
+        "report.write": ("write_report",),
         "console": (
             "LiveProgress",
             "configure_logging",

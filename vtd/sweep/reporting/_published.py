@@ -18,7 +18,7 @@ import pandas as pd
 
 from vtd.sweep.plan._report_config import PublishedRow
 from vtd.sweep.reporting._tables import DIGITS, Spread, StudyTables, base_setting
-from vtd.sweep.reporting.plots import SPLIT_NAMES, setting_name, value_text
+from vtd.sweep.reporting.plots.shared import SPLIT_NAMES, setting_name, value_text
 
 _PREFIX = {"validation": "val", "test": "test"}
 PUBLISHED_DIGITS = 4
