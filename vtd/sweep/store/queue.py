@@ -30,7 +30,7 @@ import psutil
 from optuna.trial import FrozenTrial, TrialState
 
 from vtd.sweep.plan.config import Sweep
-from vtd.sweep.store.record import Device, DuplicateOf, OutOfMemory, read_outcome
+from vtd.sweep.store.record import MB, Device, DuplicateOf, OutOfMemory, read_outcome
 from vtd.sweep.store.study import Claim, QueuedTrial, ResolvedTrial, SweepStudy, resolve
 
 logger = logging.getLogger(__name__)
@@ -67,12 +67,12 @@ def current_device(sweep: Sweep) -> Device:
             ).stdout.splitlines()
             if lines:
                 name, _, total_mib = lines[0].rpartition(",")
-                gpu_name, gpu_total = name.strip(), int(float(total_mib)) * 2**20
+                gpu_name, gpu_total = name.strip(), int(float(total_mib)) * MB
     return Device(
         gpu_name=gpu_name,
         gpu_total_bytes=gpu_total,
         host_total_bytes=psutil.virtual_memory().total,
-        cap_bytes=None if cap is None else cap * 2**20,
+        cap_bytes=None if cap is None else cap * MB,
     )
 
 
