@@ -41,6 +41,7 @@ from vtd.sweep.execute.pool import worker_specs
 from vtd.sweep.execute.session import prepare
 from vtd.sweep.plan.config import Sweep, load_sweep
 from vtd.sweep.store.heartbeat import TrialHeartbeat, recover_lost_trials
+from vtd.sweep.store.queue import enqueue, plan_queue
 from vtd.sweep.store.storage import (
     StorageBusyError,
     StorageSettings,
@@ -48,7 +49,7 @@ from vtd.sweep.store.storage import (
     retry_when_locked,
     storage_lock,
 )
-from vtd.sweep.store.study import StudyError, claim_next, enqueue, open_sweep_study, plan_queue
+from vtd.sweep.store.study import StudyError, claim_next, open_sweep_study
 
 SMALL = """\
 study: beats

@@ -22,7 +22,7 @@ from vtd.sweep.execute.probe import (
     probed_outcome,
 )
 from vtd.sweep.plan.config import load_sweep
-from vtd.sweep.store.study import current_device
+from vtd.sweep.store.queue import current_device
 
 # Clips of 16 frames, 8 training clips (two sessions of 4; one more held out for validation),
 # so that batch 8 x chunk 16 fills a whole chunk with 128 frames.

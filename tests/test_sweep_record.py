@@ -16,11 +16,12 @@ from optuna.trial import TrialState, create_trial
 from tests.test_sweep_e2e import TINY_DEMO, make_sweep, mlflow_runs
 from vtd.sweep.execute.oom_evidence import EvidenceSources, OomWatch, oom_kill_count
 from vtd.sweep.execute.runner import ProcessOutcome
-from vtd.sweep.execute.worker import TrialFacts, decide_outcome
 from vtd.sweep.plan.config import ObjectiveConfig, load_sweep
 from vtd.sweep.plan.faults import FaultConfig
 from vtd.sweep.reporting.results import trials_frame
 from vtd.sweep.store import record
+from vtd.sweep.store.outcome import TrialFacts, decide_outcome
+from vtd.sweep.store.queue import out_of_memory_to_retry, wait_for_original
 from vtd.sweep.store.record import (
     Complete,
     Device,
@@ -31,7 +32,8 @@ from vtd.sweep.store.record import (
     OutOfMemory,
     StoppedByPruner,
 )
-from vtd.sweep.store.study import open_sweep_study, out_of_memory_to_retry, wait_for_original
+from vtd.sweep.store.study import open_sweep_study
+from vtd.sweep.store.words import describe, oom_figure, short_words
 
 GB = 2**30
 MB = 2**20
@@ -54,7 +56,7 @@ EVERY_OUTCOME = [
 
 @pytest.mark.parametrize("outcome", EVERY_OUTCOME, ids=lambda outcome: outcome.type)
 def test_every_outcome_goes_through_optuna_unchanged(outcome: record.Outcome) -> None:
-    attrs = record.outcome_attrs(outcome, record.describe(outcome))
+    attrs = record.outcome_attrs(outcome, describe(outcome))
     stored = optuna.create_study()  # user attributes are stored as JSON
     stored.add_trial(create_trial(state=TrialState.FAIL, user_attrs=attrs))
     assert record.read_outcome(stored.trials[0].user_attrs) == outcome
@@ -68,10 +70,10 @@ def test_an_unknown_outcome_is_an_error_naming_its_type() -> None:
 def test_injected_outcomes_say_so_in_reason_figure_and_short_words() -> None:
     for outcome in EVERY_OUTCOME:
         injected = getattr(outcome, "injected", False)
-        assert ("(injected)" in record.describe(outcome)) == injected, outcome
-        assert ("(injected)" in record.short_words(outcome, 30)) == injected, outcome
+        assert ("(injected)" in describe(outcome)) == injected, outcome
+        assert ("(injected)" in short_words(outcome, 30)) == injected, outcome
     cuda = OutOfMemory("cuda", requested_bytes=2 * GB, injected=True, batch_size=1, chunk_size=3)
-    assert record.oom_figure(cuda) == "CUDA: tried to allocate 2.0 GB (injected)"
+    assert oom_figure(cuda) == "CUDA: tried to allocate 2.0 GB (injected)"
     assert record.outcome_attrs(cuda, "")["injected"] is True
 
 
@@ -130,7 +132,7 @@ def test_a_sigkill_with_evidence_of_the_oom_killer_is_host_out_of_memory() -> No
     assert isinstance(outcome, OutOfMemory) and outcome.kind == "kernel_killed"
     assert outcome.peak_bytes == 30_900 * MB and outcome.limit_bytes == 32_000 * MB
     assert outcome.device == Device(host_total_bytes=32_000 * MB)
-    assert "oom_kill count rose" in record.describe(outcome)
+    assert "oom_kill count rose" in describe(outcome)
 
 
 def test_a_sigkill_without_evidence_fails_naming_the_signal_and_the_peak() -> None:
@@ -139,8 +141,8 @@ def test_a_sigkill_without_evidence_fails_naming_the_signal_and_the_peak() -> No
     assert outcome == Failed(
         signal="SIGKILL", exit_code=-9, log_tail="last lines", peak_bytes=2 * GB
     )
-    assert record.describe(outcome).startswith("failed: trial process killed by SIGKILL")
-    assert "last peak 2.0 GB" in record.describe(outcome)
+    assert describe(outcome).startswith("failed: trial process killed by SIGKILL")
+    assert "last peak 2.0 GB" in describe(outcome)
 
 
 def test_an_injected_fault_marks_only_the_outcome_it_causes() -> None:
@@ -215,7 +217,7 @@ def study_of(*outcomes: OutOfMemory) -> list:
         study.add_trial(
             create_trial(
                 state=TrialState.PRUNED,
-                user_attrs=record.outcome_attrs(outcome, record.describe(outcome)),
+                user_attrs=record.outcome_attrs(outcome, describe(outcome)),
             )
         )
     return study.get_trials(deepcopy=False)

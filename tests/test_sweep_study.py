@@ -14,16 +14,8 @@ import pytest
 from optuna.trial import TrialState
 
 from vtd.sweep.plan.config import load_sweep
-from vtd.sweep.store.study import (
-    StudyError,
-    claim_next,
-    enqueue,
-    find_dominating_oom,
-    find_original,
-    open_sweep_study,
-    plan_queue,
-    resolve,
-)
+from vtd.sweep.store.queue import enqueue, find_dominating_oom, find_original, plan_queue
+from vtd.sweep.store.study import StudyError, claim_next, open_sweep_study, resolve
 
 GRID = """\
 study: grid-test

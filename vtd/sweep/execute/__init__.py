@@ -4,7 +4,8 @@
 workers on one machine (one per GPU); `worker` is a worker's loop (claim a trial, run it,
 report each epoch to Optuna and MLflow, decide pruning); `runner` starts a trial process from
 a fork server and watches its memory; `child` is what runs inside that process, and imports
-neither optuna nor mlflow; `events` holds the messages the session sends to whoever shows them.
+neither optuna nor mlflow; `events` holds the messages the session and the workers send to
+whoever shows them.
 Names are imported on first use, so that importing `child` loads nothing else of the sweep.
 """
 
@@ -15,10 +16,10 @@ _EXPORTS = by_module(
     {
         "session": ("PreparationError", "join_study", "prepare", "run_sweep"),
         "pool": ("WorkerSpec", "run_local_workers", "worker_specs"),
-        "worker": ("EpochEnded", "Event", "TrialEnded", "TrialStarted", "run_worker"),
+        "worker": ("run_worker",),
         "runner": ("ProcessOutcome", "TrialLauncher"),
         "child": ("TrainingRequest",),
-        "events": ("Notice", "Plan"),
+        "events": ("EpochEnded", "Event", "Notice", "Plan", "TrialEnded", "TrialStarted"),
     },
 )
 __all__ = sorted(_EXPORTS)

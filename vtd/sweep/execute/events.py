@@ -3,12 +3,13 @@
 Kept apart from `session` (which makes them) so that `reporting.console` (which shows them)
 and `pool` (whose worker processes send notices back) import neither the session nor each
 other through it: this module imports nothing of the sweep at run time. The trial events
-(`TrialStarted`, `EpochEnded`, `TrialEnded`) still live in `worker`, which no module it
-imports depends on back; they join these when `worker` is split.
+(`TrialStarted`, `EpochEnded`, `TrialEnded`) are what a worker tells of its trials; `ignore`
+is the sink of a caller that shows nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,3 +38,41 @@ class Plan:
     @property
     def total(self) -> int:
         return len(self.queued) + self.waiting + self.to_sample
+
+
+@dataclass(frozen=True)
+class TrialStarted:
+    number: int
+    cell: str
+    seed: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    number: int
+    epoch: int
+    epochs: int
+    metrics: dict[str, float]
+    objective: float | None
+
+
+@dataclass(frozen=True)
+class TrialEnded:
+    number: int
+    cell: str
+    seed: int
+    state: str  # COMPLETE | PRUNED | FAIL (Optuna's names)
+    value: float | None
+    reason: str
+    seconds: float
+    ran: bool
+    interrupted: bool = False
+
+
+Event = TrialStarted | EpochEnded | TrialEnded
+EventSink = Callable[[Event], None]
+
+
+def ignore(_event: object) -> None:
+    """An event sink that shows nothing."""

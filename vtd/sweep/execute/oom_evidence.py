@@ -22,8 +22,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+from vtd.sweep.store.record import MB
+
+if TYPE_CHECKING:  # an annotation only
+    from vtd.sweep.plan.config import Sweep
 
 NEAR_LIMIT = 0.95
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -140,3 +146,20 @@ class OomWatch:
         if limit and last_rss_bytes >= NEAR_LIMIT * limit:
             return "its last resident memory was within 5% of the limit"
         return None
+
+
+def evidence_sources(sweep: Sweep) -> EvidenceSources | None:
+    """The sweep file's `oom_evidence` (fields left out are not consulted); None: this
+    machine's own cgroup, kernel log and memory."""
+    config = sweep.file.oom_evidence
+    if config is None:
+        return None
+
+    def beside_file(path: Path | None) -> Path | None:
+        return None if path is None else sweep.folder / path
+
+    return EvidenceSources(
+        memory_events=beside_file(config.memory_events),
+        kernel_log=beside_file(config.kernel_log),
+        memory_limit_bytes=None if config.memory_limit_mb is None else config.memory_limit_mb * MB,
+    )

@@ -13,7 +13,7 @@ change no tensor's size, and the demo's pretrained weights need not be trained f
 
 `run --probe` records the trials of the cells that do not fit as PRUNED (out of memory,
 probed) before any full trial starts; the workers then skip the cells they dominate, as they
-do after a real out-of-memory trial (`vtd.sweep.store.study.find_dominating_oom`).
+do after a real out-of-memory trial (`vtd.sweep.store.queue.find_dominating_oom`).
 
 The trial process runs `probe_step`; this module is imported there, so its top level imports
 neither optuna nor mlflow (nor torch: `probe_step` imports what it needs).
@@ -36,6 +36,7 @@ from vtd.sweep.execute.probe_step import ProbeKind
 from vtd.sweep.execute.runner import ProcessOutcome, TrialLauncher
 from vtd.sweep.store import record
 from vtd.sweep.store.record import MB, Device, OutOfMemory
+from vtd.sweep.store.words import describe
 from vtd.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -281,7 +282,7 @@ def probed_outcome(probe: CellProbe, sweep: Sweep, device: Device) -> OutOfMemor
 
 def probed_attrs(probe: CellProbe, outcome: OutOfMemory) -> dict[str, Any]:
     """The user attributes of a probed trial: its outcome's, and the probe's peak memory."""
-    attrs = {**record.outcome_attrs(outcome, record.describe(outcome)), "probed": True}
+    attrs = {**record.outcome_attrs(outcome, describe(outcome)), "probed": True}
     peaks = [mb for mb in (probe.oom_mb, probe.train_peak_mb, probe.eval_peak_mb) if mb]
     if peaks:
         attrs["peak_host_mb"] = round(max(peaks), 1)
@@ -293,7 +294,8 @@ def record_probed(sweep: Sweep, results: list[CellProbe]) -> list[int]:
     dominated by one; returns their numbers. A trial another worker took meanwhile is left."""
     from optuna.trial import TrialState
 
-    from vtd.sweep.store.study import current_device, open_sweep_study
+    from vtd.sweep.store.queue import current_device
+    from vtd.sweep.store.study import open_sweep_study
 
     failing = [probe for probe in results if probe.verdict in ("out_of_memory", "dominated")]
     if not failing:

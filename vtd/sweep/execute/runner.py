@@ -28,6 +28,7 @@ import psutil
 
 from vtd.sweep.execute.child import CONTINUE, STOP, TrainingRequest, training_main
 from vtd.sweep.execute.oom_evidence import EvidenceSources, OomWatch
+from vtd.sweep.store.record import MB
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 PRELOAD = ("__main__", "torch", "torchvision", "vtd.train", "vtd.sweep.execute.child")
 Status = Literal["completed", "cuda_oom", "host_oom", "memory_cap", "error", "died", "interrupted"]
 EpochCallback = Callable[[dict[str, Any]], bool]
-_MB = 2**20
 
 
 @dataclass
@@ -116,7 +116,7 @@ class MemoryWatchdog(threading.Thread):
             return
         while not self._stop_event.is_set():
             try:
-                rss_mb = _tree_rss(process) / _MB
+                rss_mb = _tree_rss(process) / MB
             except psutil.Error:
                 return
             if rss_mb == 0.0:
@@ -201,9 +201,9 @@ class TrialLauncher:
         outcome.killed_by_worker = outcome.killed_by_worker or watchdog.tripped_mb is not None
         outcome.last_rss_mb = watchdog.last_mb
         if sources.memory_limit_bytes:
-            outcome.memory_limit_mb = sources.memory_limit_bytes / _MB
+            outcome.memory_limit_mb = sources.memory_limit_bytes / MB
         if process.exitcode == -signal.SIGKILL and not outcome.killed_by_worker:
-            outcome.oom_kill_evidence = oom_watch.evidence(process.pid, watchdog.last_mb * _MB)
+            outcome.oom_kill_evidence = oom_watch.evidence(process.pid, watchdog.last_mb * MB)
         reported = (outcome.result or outcome.error or {}).get("peak_rss_mb", 0.0)
         outcome.peak_rss_mb = max(watchdog.peak_mb, reported)
         if watchdog.tripped_mb is not None:

@@ -28,33 +28,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
 from vtd.data.errors import DataError
 from vtd.demo.generate import ensure_demo
 from vtd.sweep.execute.child import TrainingRequest
-from vtd.sweep.execute.events import Notice, Plan
+from vtd.sweep.execute.events import Event, EventSink, Notice, Plan, TrialEnded, ignore
 from vtd.sweep.execute.pool import run_local_workers, worker_specs
 from vtd.sweep.execute.runner import TrialLauncher
 from vtd.sweep.plan.config import OPTIMISTIC_NOTE, Sweep
 from vtd.sweep.plan.datacheck import check_sweep_data
 from vtd.sweep.store.heartbeat import recover_lost_trials
+from vtd.sweep.store.queue import current_device, enqueue, out_of_memory_to_retry, plan_queue
 from vtd.sweep.store.storage import file_lock, storage_lock
-from vtd.sweep.store.study import (
-    current_device,
-    delete_study,
-    enqueue,
-    open_sweep_study,
-    out_of_memory_to_retry,
-    plan_queue,
-    sampled_count,
-    study_exists,
-)
-
-if TYPE_CHECKING:  # both import mlflow, which `--dry-run` (`plan`) does without
-    from vtd.sweep.execute.worker import Event, EventSink, TrialEnded
+from vtd.sweep.store.study import delete_study, open_sweep_study, sampled_count, study_exists
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +169,7 @@ def _prepare_study(
         say(Notice(f"trial(s) {numbers}: out of memory before ({why}): queued again"))
     enqueue(sweep_study, study_plan.queued)
     sweep_study.storage.remove_session()
-    tracker.experiment_id  # noqa: B018 - creates the experiment (and the database) now
+    tracker.ensure_experiment()  # creates the experiment (and the database) now
     return study_plan
 
 
@@ -208,7 +196,7 @@ def prepare(
     """Everything before the workers start (see the module docstring); returns the plan."""
     from vtd.sweep.store.sync import sync_or_say
 
-    say = events or _ignore
+    say = events or ignore
     check_data(sweep, say)  # before anything is written, to Optuna or MLflow
     sync_or_say(sweep, lambda text: say(Notice(text)))
     with _study_lock(sweep):
@@ -228,7 +216,7 @@ def join_study(
 ) -> Plan | None:
     """Before a worker's first claim: prepare the study if nobody has (returns its plan),
     and this machine's demo data and weights."""
-    say = events or _ignore
+    say = events or ignore
     check_data(sweep, say)
     study_plan = None
     with _study_lock(sweep):
@@ -237,10 +225,6 @@ def join_study(
             study_plan = _prepare_study(sweep, force_new=False, say=say)
     _prepare_machine(sweep, launcher, say, stop)
     return study_plan
-
-
-def _ignore(_event: object) -> None:
-    return None
 
 
 def run_sweep(
@@ -257,7 +241,7 @@ def run_sweep(
 
     One worker on the CPU runs in this process; more, or any on GPUs, run in fresh processes
     (`vtd.sweep.execute.pool`: by default one per GPU of `gpus`, each pinned to it)."""
-    from vtd.sweep.execute.worker import TrialEnded, run_worker
+    from vtd.sweep.execute.worker import run_worker
     from vtd.sweep.store.tracking import Tracker
 
     specs = worker_specs(workers, gpus)

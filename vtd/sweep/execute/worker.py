@@ -2,19 +2,13 @@
 
 `run_worker` is what every worker runs, one per process, on one machine or many, against one
 Optuna storage and one MLflow tracking store; it needs no other coordination (see
-`vtd.sweep.store.study` for how trials are claimed exactly once). How a trial ends:
-
-- COMPLETE: training ran all epochs (value: the objective's best or last epoch);
-- PRUNED: the pruner stopped it; or it ran out of memory (CUDA, host, or over the per-trial
-  cap); or an out-of-memory trial dominates it (not run); or it duplicates a finished
-  configuration (not run, the original's state and value copied);
-- FAILED: any other error, the trial process dying, or Ctrl-C (marked `interrupted`; the
-  next `vtd-sweep run` queues it again); or the worker itself dying (its trial's heartbeat
-  goes stale, and another process fails it and queues it again: `vtd.sweep.store.heartbeat`).
-How a trial ended is one typed outcome (`vtd.sweep.store.record`), decided by `decide_outcome` from
-what the trial process reported; it reaches Optuna first, then MLflow (a failing tracker is
-warned about once and skipped; `vtd-sweep sync` catches up, from Optuna and each trial's
-`epochs.jsonl`). A copy of a configuration another worker is running waits for its outcome.
+`vtd.sweep.store.study` for how trials are claimed exactly once). How a trial ended is one
+typed outcome (`vtd.sweep.store.outcome`: decided from what the trial process reported, or
+without training for a copy or a dominated trial); a worker that dies leaves a stale trial
+that another process fails and queues again (`vtd.sweep.store.heartbeat`). It reaches Optuna
+first, then MLflow (a failing tracker is warned about once and skipped; `vtd-sweep sync`
+catches up from Optuna and each trial's `epochs.jsonl`). A copy of a configuration another
+worker is running waits for its outcome.
 
 Before each claim a worker recovers lost trials; when the queue is empty but other workers
 still run trials, it waits (one of them may die and its trial come back) and stops when none
@@ -25,273 +19,53 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from vtd.sweep.execute.child import TrainingRequest
-from vtd.sweep.execute.oom_evidence import EvidenceSources
+from vtd.sweep.execute.events import EpochEnded, EventSink, TrialEnded, TrialStarted, ignore
+from vtd.sweep.execute.oom_evidence import evidence_sources
 from vtd.sweep.execute.runner import ProcessOutcome, TrialLauncher
-from vtd.sweep.plan.config import ObjectiveConfig, Sweep
+from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.faults import FaultConfig
 from vtd.sweep.plan.identity import portable_path
-from vtd.sweep.plan.weights import WEIGHTS_FRESH
 from vtd.sweep.store import record
 from vtd.sweep.store.heartbeat import TrialHeartbeat, recover_lost_trials, running_elsewhere
-from vtd.sweep.store.record import (
-    Complete,
-    Device,
-    DuplicateOf,
-    Failed,
-    Interrupted,
-    Lost,
-    Outcome,
-    OutOfMemory,
-    StoppedByPruner,
+from vtd.sweep.store.outcome import (
+    TrialFacts,
+    decide_outcome,
+    dominated_outcome,
+    duplicate_outcome,
+    log_tail,
+    mlflow_status,
+    objective_value,
+    outcome_tags,
+    run_artifacts,
+    selected_metrics,
+    summary_attrs,
 )
-from vtd.sweep.store.study import (
-    Claim,
-    ResolvedTrial,
-    SweepStudy,
-    claim_next,
-    find_dominating_oom,
-    open_sweep_study,
-    queue_repeats,
-    wait_for_original,
-    worker_name,
+from vtd.sweep.store.queue import find_dominating_oom, queue_repeats, wait_for_original
+from vtd.sweep.store.record import DuplicateOf, Failed, Interrupted, Lost, Outcome
+from vtd.sweep.store.study import Claim, SweepStudy, claim_next, open_sweep_study, worker_name
+from vtd.sweep.store.tracking import (
+    Tracker,
+    append_epoch,
+    epoch_metrics,
+    trial_run_params,
+    trial_run_tags,
+    trial_settings,
 )
-from vtd.sweep.store.tracking import SPLIT_PREFIXES, Tracker, epoch_metrics, flatten
+from vtd.sweep.store.words import describe
 
 logger = logging.getLogger(__name__)
 
-MLFLOW_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-LOG_TAIL_LINES = 40
 WAIT_POLL_S = 5.0
-_TEXT_LIMIT = 4000
-_MB = 2**20
-EPOCHS_FILE = "epochs.jsonl"
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TrialStarted:
-    number: int
-    cell: str
-    seed: int
-    epochs: int
-
-
-@dataclass(frozen=True)
-class EpochEnded:
-    number: int
-    epoch: int
-    epochs: int
-    metrics: dict[str, float]
-    objective: float | None
-
-
-@dataclass(frozen=True)
-class TrialEnded:
-    number: int
-    cell: str
-    seed: int
-    state: str  # COMPLETE | PRUNED | FAIL (Optuna's names)
-    value: float | None
-    reason: str
-    seconds: float
-    ran: bool
-    interrupted: bool = False
-
-
-Event = TrialStarted | EpochEnded | TrialEnded
-EventSink = Callable[[Event], None]
-
-
-def _ignore(_event: Event) -> None:
-    return None
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    if not path.is_file():
-        return ""
-    text = "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    return text[-_TEXT_LIMIT:]
-
-
-def objective_value(record: dict[str, Any], split: str, metric: str) -> float | None:
-    values = record.get(split)
-    if not values or values.get(metric) is None:
-        return None
-    value = float(values[metric])
-    return value if math.isfinite(value) else None
-
-
-def trained_epochs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of training epochs (1..N), without epoch 0 (the initial weights)."""
-    return [record for record in records if int(record["epoch"]) > 0]
-
-
-def selected_metrics(records: list[dict[str, Any]], epoch: int) -> dict[str, float]:
-    """Every split's metrics at the epoch the objective selected (`selected_<split>_<metric>`):
-    what `status` shows, by the definition the report uses (test read at that epoch)."""
-    attrs: dict[str, float] = {}
-    for item in records:
-        if int(item["epoch"]) != epoch:
-            continue
-        for split, prefix in SPLIT_PREFIXES.items():
-            for metric in ("auc", "dist", "ap"):
-                value = objective_value(item, split, metric)
-                if value is not None:
-                    attrs[f"selected_{prefix}_{metric}"] = value
-    return attrs
-
-
-@dataclass(frozen=True)
-class TrialFacts:
-    """What a worker knows of a trial besides what its process reported."""
-
-    batch_size: int
-    chunk_size: int
-    memory_cap_mb: int | None
-    pruner: str
-    objective: ObjectiveConfig
-    faults: tuple[FaultConfig, ...] = ()
-    log_tail: str = ""
-
-
-# The outcome each fault kind produces, to say "(injected)" of exactly those.
-_FAULT_OUTCOMES = {
-    "cuda_oom": ("out_of_memory", "cuda"),
-    "host_oom": ("out_of_memory", "host"),
-    "memory_cap": ("out_of_memory", "cap"),
-    "exception": ("failed", "error"),
-    "sigkill": ("failed", "signal"),
-    "exit": ("failed", "exit"),
-}
-
-
-def _fired_fault(faults: tuple[FaultConfig, ...], records: list[dict[str, Any]]) -> str | None:
-    """The kind of the injected fault that fired, if one did: a fault at epoch E fires before
-    epoch E is reported, so the first one after the last reported epoch."""
-    last = max((int(item["epoch"]) for item in records), default=-1)
-    pending = [fault for fault in faults if fault.epoch > last]
-    return min(pending, key=lambda fault: fault.epoch).kind if pending else None
-
-
-def _objective_series(
-    records: list[dict[str, Any]], objective: ObjectiveConfig
-) -> list[tuple[int, float]]:
-    return [
-        (int(item["epoch"]), value)
-        for item in records
-        if (value := objective_value(item, objective.split, objective.metric)) is not None
-    ]
-
-
-def _device(reported: ProcessOutcome, cap_mb: int | None) -> Device:
-    device = reported.device or {}
-    return Device(
-        gpu_name=device.get("gpu_name"),
-        gpu_total_bytes=device.get("gpu_total_bytes"),
-        host_total_bytes=device.get("host_total_bytes"),
-        cap_bytes=None if cap_mb is None else cap_mb * _MB,
-    )
-
-
-def decide_outcome(reported: ProcessOutcome, facts: TrialFacts) -> tuple[Outcome, float | None]:
-    """How a trial ended (and its value), from what its process reported: a pure function."""
-    fired = _fired_fault(facts.faults, reported.records)
-    expected = _FAULT_OUTCOMES.get(fired or "")
-    peak_bytes = round(reported.peak_rss_mb * _MB) if reported.peak_rss_mb else None
-    device = _device(reported, facts.memory_cap_mb)
-    sizes = {"batch_size": facts.batch_size, "chunk_size": facts.chunk_size}
-    if reported.status == "completed":
-        # epoch 0 (the initial weights, not trained) is never the objective
-        series = _objective_series(trained_epochs(reported.records), facts.objective)
-        if not series:
-            objective = facts.objective
-            return Failed(message=f"no {objective.split} {objective.metric} in any epoch"), None
-        if facts.objective.reduce == "last":
-            best_epoch, value = series[-1]
-        else:
-            pick = max if facts.objective.resolved_direction == "maximize" else min
-            best_epoch, value = pick(series, key=lambda item: item[1])
-        if reported.stopped_by_worker:  # the pruner said stop: training ended after that epoch
-            epoch = int(reported.records[-1]["epoch"])
-            pruner = f"{facts.pruner.replace('_', ' ')} pruner"
-            return StoppedByPruner(epoch, pruner, best_epoch), value
-        return Complete(best_epoch), value
-    if reported.status == "interrupted":
-        return Interrupted(), None
-    if reported.out_of_memory:
-        kind = {"cuda_oom": "cuda", "host_oom": "host", "memory_cap": "cap"}[reported.status]
-        error = reported.error or {}
-        injected = expected == ("out_of_memory", kind)
-        if kind == "cap":
-            assert facts.memory_cap_mb is not None
-            return OutOfMemory(
-                "cap",
-                device,
-                peak_bytes=peak_bytes,
-                limit_bytes=facts.memory_cap_mb * _MB,
-                injected=injected,
-                **sizes,
-            ), None
-        peak_device = error.get("peak_device_mb")
-        return OutOfMemory(
-            "cuda" if kind == "cuda" else "host",
-            device,
-            requested_bytes=error.get("requested_bytes"),
-            peak_bytes=round(peak_device * _MB) if peak_device else peak_bytes,
-            limit_bytes=round(error["device_total_mb"] * _MB)
-            if error.get("device_total_mb")
-            else None,
-            message=str(error.get("message", ""))[:_TEXT_LIMIT],
-            injected=injected,
-            **sizes,
-        ), None
-    if reported.status == "error":
-        error = reported.error or {}
-        return Failed(
-            error_type=str(error.get("type", "Error")),
-            message=str(error.get("message", ""))[:_TEXT_LIMIT],
-            log_tail=facts.log_tail,
-            peak_bytes=peak_bytes,
-            injected=expected == ("failed", "error"),
-        ), None
-    if reported.signal_name == "SIGKILL" and reported.oom_kill_evidence is not None:
-        last = reported.last_rss_mb or reported.peak_rss_mb
-        limit = reported.memory_limit_mb
-        return OutOfMemory(
-            "kernel_killed",
-            device,
-            peak_bytes=round(last * _MB) if last else None,
-            limit_bytes=round(limit * _MB) if limit else None,
-            message=reported.oom_kill_evidence,
-            injected=expected == ("failed", "signal"),  # the kill itself was injected
-            **sizes,
-        ), None
-    if reported.signal_name is not None:
-        return Failed(
-            signal=reported.signal_name,
-            exit_code=reported.exit_code,
-            log_tail=facts.log_tail,
-            peak_bytes=peak_bytes,
-            injected=expected == ("failed", "signal") and reported.signal_name == "SIGKILL",
-        ), None
-    return Failed(
-        exit_code=reported.exit_code,
-        log_tail=facts.log_tail,
-        peak_bytes=peak_bytes,
-        injected=expected == ("failed", "exit"),
-    ), None
 
 
 class TrialExecution:
@@ -330,14 +104,14 @@ class TrialExecution:
     def execute(self) -> TrialEnded:
         original = self._original()
         if original is not None:
-            return self._finish(self._duplicate(original), ran=False)
+            return self._finish(duplicate_outcome(original), ran=False)
         if self.claim.origin == "sampled" and self.sweep.file.repeats > 1:
             queue_repeats(self.sweep_study, self.claim)
         self._start_run()
         if self.sweep.file.prune_dominated:
             dominating = find_dominating_oom(self.study, self.resolved)
             if dominating is not None:
-                return self._finish(self._dominated(dominating), ran=False)
+                return self._finish(dominated_outcome(dominating), ran=False)
         try:
             reported = self._train()
             outcome, value = decide_outcome(reported, self._facts())
@@ -376,7 +150,7 @@ class TrialExecution:
         )
 
     def _faults(self) -> tuple[FaultConfig, ...]:
-        settings = self._settings()
+        settings = trial_settings(self.sweep, self.resolved)
         return tuple(fault for fault in self.sweep.file.faults if fault.matches(settings))
 
     def _tracked(self, what: str, call: Callable[[], T]) -> T | None:
@@ -401,20 +175,16 @@ class TrialExecution:
                 )
             return None
 
-    def _settings(self) -> dict[str, Any]:
-        return trial_settings(self.sweep, self.resolved)
-
     def _start_run(self) -> None:
-        attrs = self.resolved.user_attrs()
-        tags = {
-            "optuna_trial": self.trial.number,
-            "optuna_study": self.sweep.study_name,
-            "state": "RUNNING",
-            **{key: attrs[key] for key in ("config_hash", "cell_hash", "cell", "seed", "repeat")},
-            "origin": self.claim.origin,
-            "objective": f"{self.sweep.file.objective.split} {self.sweep.file.objective.metric}",
-            "worker": worker_name(),
-        }
+        objective = self.sweep.file.objective
+        tags = trial_run_tags(
+            self.trial.number,
+            self.sweep.study_name,
+            self.resolved.user_attrs(),
+            self.claim.origin,
+            objective=f"{objective.split} {objective.metric}",
+            worker=worker_name(),
+        )
         lost_run_id = self.trial.user_attrs.get("retry_of_run")
         if lost_run_id is not None:  # a retry of a trial whose worker died: linked both ways
             tags["retry_of"] = lost_run_id
@@ -493,70 +263,7 @@ class TrialExecution:
         )
         return prune
 
-    # --- outcomes without training ---------------------------------------------------------
-    def _duplicate(self, original: FrozenTrial) -> Outcome:
-        if original.state == TrialState.COMPLETE:
-            return DuplicateOf(original.number, "COMPLETE")
-        if original.state == TrialState.PRUNED:
-            its_outcome = record.read_outcome(original.user_attrs)
-            return DuplicateOf(
-                original.number,
-                "PRUNED",
-                record.words(its_outcome) if its_outcome is not None else "pruned",
-            )
-        # Queued before this one and not started: the plan queues the configuration again
-        # if that original fails (a copy never keeps a configuration "done").
-        return DuplicateOf(original.number, "PRUNED", "queued, not run yet")
-
-    def _dominated(self, oom: FrozenTrial) -> Outcome:
-        ran_out = record.read_outcome(oom.user_attrs)
-        return OutOfMemory(
-            "dominated_by",
-            ran_out.device if isinstance(ran_out, OutOfMemory) else None,
-            dominated_by=oom.number,
-            batch_size=oom.user_attrs.get("batch_size"),
-            chunk_size=oom.user_attrs.get("chunk_size"),
-            injected=isinstance(ran_out, OutOfMemory) and ran_out.injected,
-        )
-
     # --- the end --------------------------------------------------------------------------
-    def _summary_attrs(self, outcome: ProcessOutcome | None) -> dict[str, Any]:
-        attrs: dict[str, Any] = {}
-        if outcome is None:
-            return attrs
-        for item in outcome.records:
-            if int(item["epoch"]) == 0:  # the zero-shot baseline, apart from best and last
-                for split, prefix in SPLIT_PREFIXES.items():
-                    for metric in ("auc", "dist", "ap"):
-                        value = objective_value(item, split, metric)
-                        if value is not None:
-                            attrs[f"initial_{prefix}_{metric}"] = value
-        records = trained_epochs(outcome.records)
-        if not records:
-            return attrs
-        attrs["epochs_done"] = len(records)
-        for split, prefix in SPLIT_PREFIXES.items():
-            for metric, pick in (("auc", max), ("dist", min), ("ap", max)):
-                values = [objective_value(record, split, metric) for record in records]
-                finite = [value for value in values if value is not None]
-                if finite:
-                    attrs[f"best_{prefix}_{metric}"] = pick(finite)
-                    attrs[f"last_{prefix}_{metric}"] = finite[-1]
-        return attrs
-
-    def _artifacts(self, outcome: ProcessOutcome | None) -> list[tuple[Path, str | None]]:
-        artifacts: list[tuple[Path, str | None]] = [
-            (self.trial_dir / "trial.log", None),
-            (self.trial_dir / "trial.json", None),
-        ]
-        best = (outcome.result or {}).get("best_checkpoint") if outcome is not None else None
-        if best:
-            artifacts += [
-                (Path(best), "checkpoints"),
-                (Path(best).with_suffix(".json"), "checkpoints"),
-            ]
-        return artifacts
-
     def _finish(
         self,
         outcome: Outcome,
@@ -572,9 +279,9 @@ class TrialExecution:
         if isinstance(outcome, DuplicateOf) and state == "COMPLETE":
             original = self.study.trials[outcome.trial]  # its value, not run again
             value = original.value
-        reason = record.describe(outcome)
+        reason = describe(outcome)
         attrs = {
-            **self._summary_attrs(reported),
+            **summary_attrs(reported),
             **record.outcome_attrs(outcome, reason),
             "duration_s": round(seconds, 2),
         }
@@ -605,7 +312,7 @@ class TrialExecution:
                     run_id,
                     status=mlflow_status(outcome),
                     tags=outcome_tags(outcome, reason, attrs),
-                    artifacts=self._artifacts(reported) if ran else (),
+                    artifacts=run_artifacts(self.trial_dir, reported) if ran else (),
                 ),
             )
         logger.info("trial %d %s", self.trial.number, reason or "complete")
@@ -624,85 +331,6 @@ class TrialExecution:
         return ended
 
 
-def trial_settings(sweep: Sweep, resolved: ResolvedTrial) -> dict[str, Any]:
-    """A trial's training settings by field path, its initial weights by name."""
-    settings = flatten(
-        resolved.config.model_dump(mode="json", exclude={"output_dir", "eval_cache_dir"})
-    )
-    label = resolved.params.get("initial_weights", sweep.base_weights)
-    settings["initial_weights"] = WEIGHTS_FRESH if label is None else str(label)
-    return settings
-
-
-def trial_run_params(sweep: Sweep, resolved: ResolvedTrial) -> dict[str, Any]:
-    """The params of a trial's MLflow run: the data section as one JSON param, every other
-    setting its own param."""
-    params = {
-        key: value
-        for key, value in trial_settings(sweep, resolved).items()
-        if not key.startswith("data.")
-    }
-    params["data"] = resolved.config.data.model_dump(mode="json")
-    return params
-
-
-def evidence_sources(sweep: Sweep) -> EvidenceSources | None:
-    """The sweep file's `oom_evidence` (fields left out are not consulted); None: this
-    machine's own cgroup, kernel log and memory."""
-    config = sweep.file.oom_evidence
-    if config is None:
-        return None
-
-    def beside_file(path: Path | None) -> Path | None:
-        return None if path is None else sweep.folder / path
-
-    return EvidenceSources(
-        memory_events=beside_file(config.memory_events),
-        kernel_log=beside_file(config.kernel_log),
-        memory_limit_bytes=None if config.memory_limit_mb is None else config.memory_limit_mb * _MB,
-    )
-
-
-def mlflow_status(outcome: Outcome) -> str:
-    """The status of a trial's MLflow run: COMPLETE -> FINISHED, PRUNED or interrupted ->
-    KILLED, FAILED -> FAILED."""
-    if isinstance(outcome, Interrupted | Lost):
-        return "KILLED"
-    return MLFLOW_STATUS[record.state_of(outcome)]
-
-
-def outcome_tags(outcome: Outcome, reason: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """The MLflow tags of an ended trial's run, read from its outcome's fields."""
-    tags: dict[str, Any] = {
-        "state": record.state_of(outcome),
-        "reason": reason,
-        "outcome": outcome.type,
-    }
-    if isinstance(outcome, OutOfMemory):
-        tags["oom_kind"] = outcome.kind
-        if outcome.device is not None:
-            tags["oom_device"] = outcome.device.words()
-    if getattr(outcome, "injected", False):
-        tags["injected"] = "true"
-    tags.update({key: value for key, value in attrs.items() if key.startswith("best_")})
-    return tags
-
-
-def append_epoch(trial_dir: Path, epoch_record: dict[str, Any]) -> None:
-    """Append one epoch's record to the trial folder's `epochs.jsonl`."""
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    with (trial_dir / EPOCHS_FILE).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(epoch_record, default=float) + "\n")
-
-
-def read_epochs(trial_dir: Path) -> list[dict[str, Any]]:
-    """The per-epoch records a trial appended to its folder (none: an empty list)."""
-    path = trial_dir / EPOCHS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
 def run_worker(
     sweep: Sweep,
     *,
@@ -718,7 +346,7 @@ def run_worker(
     workers). Safe to run in several processes and on several machines at once.
     """
     stop = stop or threading.Event()
-    events = events or _ignore
+    events = events or ignore
     launcher = launcher or TrialLauncher()
     launcher.warm_up()
     sweep_study = open_sweep_study(sweep, create=False)

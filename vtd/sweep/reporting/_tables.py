@@ -40,6 +40,7 @@ from vtd.sweep.plan.space import apply_params, get_path
 from vtd.sweep.plan.weights import WEIGHTS_FRESH
 from vtd.sweep.reporting.results import epochs_frame, trials_frame
 from vtd.sweep.store import record
+from vtd.sweep.store.words import oom_figure, short_words, words
 
 Outcome = Literal["complete", "stopped", "out_of_memory", "failed", "interrupted", "unfinished"]
 SPLITS = {"val": "validation", "test": "test"}
@@ -205,20 +206,20 @@ def out_of_memory_figure(row: Mapping[str, Any]) -> str:
     """What made a trial run out of memory, in a few words (the figure that triggered it)."""
     outcome = outcome_record(row)
     if isinstance(outcome, record.OutOfMemory):
-        return record.oom_figure(outcome)
+        return oom_figure(outcome)
     return "out of memory"
 
 
 def outcome_words(row: Mapping[str, Any]) -> str:
-    """A trial's outcome in words, without its state (`vtd.sweep.store.record.words`)."""
+    """A trial's outcome in words, without its state (`vtd.sweep.store.words.words`)."""
     outcome = outcome_record(row)
-    return "" if outcome is None else record.words(outcome)
+    return "" if outcome is None else words(outcome)
 
 
 def failure_figure(row: Mapping[str, Any], width: int = 60) -> str:
     """A FAILED trial's reason, short: the error type and message, a signal, an exit code."""
     outcome = outcome_record(row)
-    return "failed" if outcome is None else record.short_words(outcome, width)
+    return "failed" if outcome is None else short_words(outcome, width)
 
 
 def selection_text(sweep: Sweep, reduce: str) -> str:

@@ -24,13 +24,13 @@ from rich.table import Table
 
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.reporting._tables import outcome_record, selection_text
-from vtd.sweep.store.record import Lost, words
+from vtd.sweep.store.record import Lost
+from vtd.sweep.store.words import words
 
 if TYPE_CHECKING:  # session and worker import mlflow, pandas takes 0.3 s: not for `--dry-run`
     import pandas as pd
 
-    from vtd.sweep.execute.events import Notice, Plan
-    from vtd.sweep.execute.worker import Event
+    from vtd.sweep.execute.events import Event, Notice, Plan
 
 
 def configure_logging(verbose: bool) -> None:
@@ -100,8 +100,7 @@ class LiveProgress:
         self.progress.stop()
 
     def __call__(self, event: Event | Notice) -> None:
-        from vtd.sweep.execute.events import Notice
-        from vtd.sweep.execute.worker import EpochEnded, TrialEnded, TrialStarted
+        from vtd.sweep.execute.events import EpochEnded, Notice, TrialEnded, TrialStarted
 
         if isinstance(event, Notice):
             self.progress.console.print(event.message)

@@ -19,18 +19,19 @@ from typing import Any
 from mlflow.entities import RunStatus
 from optuna.trial import FrozenTrial, TrialState
 
-from vtd.sweep.execute.worker import (
-    MLFLOW_STATUS,
-    mlflow_status,
-    outcome_tags,
-    read_epochs,
-    trial_run_params,
-)
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.identity import portable_path
 from vtd.sweep.store import record
+from vtd.sweep.store.outcome import MLFLOW_STATUS, mlflow_status, outcome_tags
 from vtd.sweep.store.study import open_sweep_study, resolve, study_exists
-from vtd.sweep.store.tracking import Tracker, epoch_metrics
+from vtd.sweep.store.tracking import (
+    Tracker,
+    epoch_metrics,
+    read_epochs,
+    trial_run_params,
+    trial_run_tags,
+)
+from vtd.sweep.store.words import describe
 
 logger = logging.getLogger(__name__)
 _RUNNING = RunStatus.to_string(RunStatus.RUNNING)
@@ -68,7 +69,7 @@ def _runs_by_trial(tracker: Tracker, study: str) -> dict[int, list[Any]]:
     while True:
         page = tracker._call(
             lambda token=token: client.search_runs(
-                [tracker.experiment_id],
+                [tracker.ensure_experiment()],
                 filter_string=f"tags.optuna_study = '{study}'",
                 max_results=1000,
                 page_token=token,
@@ -90,7 +91,7 @@ def _status_and_tags(trial: FrozenTrial) -> tuple[str, dict[str, Any]]:
         lost = trial.user_attrs.get("worker_lost")
         status = "KILLED" if lost else MLFLOW_STATUS[trial.state.name]
         return status, {"state": trial.state.name, "reason": reason}
-    reason = str(trial.user_attrs.get("reason", record.describe(outcome)))
+    reason = str(trial.user_attrs.get("reason", describe(outcome)))
     return mlflow_status(outcome), outcome_tags(outcome, reason, dict(trial.user_attrs))
 
 
@@ -98,14 +99,10 @@ def _create_run(tracker: Tracker, sweep: Sweep, trial: FrozenTrial) -> str:
     attrs = trial.user_attrs
     params = trial.params or trial.system_attrs.get("fixed_params", {})
     resolved = resolve(sweep, params, int(attrs.get("repeat", 0)))
-    tags = {
-        "optuna_trial": trial.number,
-        "optuna_study": sweep.study_name,
-        "state": "RUNNING",
-        **{key: attrs[key] for key in ("config_hash", "cell_hash", "cell", "seed", "repeat")},
-        "origin": attrs.get("origin", ""),
-        "synced": "true",  # made by `vtd-sweep sync`, not by the worker that ran the trial
-    }
+    # synced: made by `vtd-sweep sync`, not by the worker that ran the trial
+    tags = trial_run_tags(
+        trial.number, sweep.study_name, attrs, attrs.get("origin", ""), synced="true"
+    )
     return tracker.start_trial_run(None, tags, trial_run_params(sweep, resolved))
 
 

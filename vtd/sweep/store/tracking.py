@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -33,6 +33,7 @@ from mlflow.entities.lifecycle_stage import LifecycleStage
 from mlflow.exceptions import MlflowException
 
 from vtd.sweep.plan.config import Sweep
+from vtd.sweep.plan.weights import WEIGHTS_FRESH
 from vtd.sweep.store.storage import (
     file_lock,
     hide_password,
@@ -40,6 +41,9 @@ from vtd.sweep.store.storage import (
     sqlite_busy_timeout_uri,
     sqlite_file,
 )
+
+if TYPE_CHECKING:  # an annotation only: the study loads optuna
+    from vtd.sweep.store.study import ResolvedTrial
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ TRIALS_VIEW = "trials"
 _VIEW_METRICS = ("val_auc", "val_dist", "val_ap")
 _VIEW_TAGS = ("state", "cell", "seed", "reason")
 T = TypeVar("T")
+# Each epoch's record, kept beside the trial (`append_epoch`): `sync` fills MLflow from it.
+EPOCHS_FILE = "epochs.jsonl"
 HTTP_BOUNDS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -153,9 +159,9 @@ class Tracker:
     def _call(self, call: Callable[[], T]) -> T:
         return retry_when_locked(call, store=self.sweep.tracking_uri)
 
-    @property
-    def experiment_id(self) -> str:
-        """The study's experiment, created (or restored from deletion) on first use."""
+    def ensure_experiment(self) -> str:
+        """The study's experiment id; the experiment is created (or restored from deletion) on
+        the first call."""
         if self._experiment_id is None:
             name = self.sweep.study_name
             experiment = self._call(lambda: self.client.get_experiment_by_name(name))
@@ -202,7 +208,7 @@ class Tracker:
     def start_sweep_run(self, tags: Mapping[str, Any]) -> str:
         run = self._call(
             lambda: self.client.create_run(
-                self.experiment_id,
+                self.ensure_experiment(),
                 tags={key: str(value) for key, value in tags.items()},
                 run_name=f"{tags.get('vtd.command', 'run')} {time.strftime('%Y-%m-%d %H:%M:%S')}",
             )
@@ -223,7 +229,7 @@ class Tracker:
             all_tags[PARENT_TAG] = parent_run_id
         name = f"trial {tags.get('optuna_trial')}: {tags.get('cell')} seed {tags.get('seed')}"
         run = self._call(
-            lambda: self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+            lambda: self.client.create_run(self.ensure_experiment(), tags=all_tags, run_name=name)
         )
         run_id = run.info.run_id
         items = [Param(key, _param_value(value)) for key, value in params.items()]
@@ -281,3 +287,55 @@ class Tracker:
             )
         except MlflowException as error:
             logger.warning("run %s of a lost trial cannot be tagged: %s", lost_run_id, error)
+
+
+def trial_settings(sweep: Sweep, resolved: ResolvedTrial) -> dict[str, Any]:
+    """A trial's training settings by field path, its initial weights by name."""
+    settings = flatten(
+        resolved.config.model_dump(mode="json", exclude={"output_dir", "eval_cache_dir"})
+    )
+    label = resolved.params.get("initial_weights", sweep.base_weights)
+    settings["initial_weights"] = WEIGHTS_FRESH if label is None else str(label)
+    return settings
+
+
+def trial_run_tags(
+    number: int, study_name: str, attrs: Mapping[str, Any], origin: str, **more: Any
+) -> dict[str, Any]:
+    """The tags a trial's MLflow run starts with: its Optuna trial and study, RUNNING, its
+    identity (from its user attributes), its origin, and `more`."""
+    return {
+        "optuna_trial": number,
+        "optuna_study": study_name,
+        "state": "RUNNING",
+        **{key: attrs[key] for key in ("config_hash", "cell_hash", "cell", "seed", "repeat")},
+        "origin": origin,
+        **more,
+    }
+
+
+def trial_run_params(sweep: Sweep, resolved: ResolvedTrial) -> dict[str, Any]:
+    """The params of a trial's MLflow run: the data section as one JSON param, every other
+    setting its own param."""
+    params = {
+        key: value
+        for key, value in trial_settings(sweep, resolved).items()
+        if not key.startswith("data.")
+    }
+    params["data"] = resolved.config.data.model_dump(mode="json")
+    return params
+
+
+def append_epoch(trial_dir: Path, epoch_record: dict[str, Any]) -> None:
+    """Append one epoch's record to the trial folder's `epochs.jsonl`."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    with (trial_dir / EPOCHS_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(epoch_record, default=float) + "\n")
+
+
+def read_epochs(trial_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch records a trial appended to its folder (none: an empty list)."""
+    path = trial_dir / EPOCHS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -26,10 +26,10 @@ def log_report(sweep: Sweep, files: ReportFiles, parent_run_id: str | None = Non
     """Log the report's files under `report/` of the parent run (see the module docstring)."""
     tracker = Tracker(sweep)
     client = tracker.client
-    run_id = parent_run_id or latest_parent_run(client, tracker.experiment_id)
+    run_id = parent_run_id or latest_parent_run(client, tracker.ensure_experiment())
     if run_id is None:
         run = client.create_run(
-            tracker.experiment_id,
+            tracker.ensure_experiment(),
             tags={"vtd.command": "report", "sweep_file": sweep.path.name},
             run_name="report",
         )
