@@ -50,6 +50,7 @@ import torch
 
 from vtd.data import Chunk, Clip, chunk_loader, load_splits
 from vtd.evaluate.loop import EvaluationData, autocast, evaluate
+from vtd.evaluate.names import HIGHER_IS_BETTER
 from vtd.evaluate.shared_cache import SharedFeatureCache, weights_hash
 from vtd.loss import chunk_loss
 from vtd.model import (
@@ -62,7 +63,7 @@ from vtd.model import (
 )
 from vtd.numerics import NonFiniteLoss
 from vtd.train.chunks import channels_last_inputs, loader_options, micro_batches
-from vtd.train.config import HIGHER_IS_BETTER, TrainConfig
+from vtd.train.config import TrainConfig
 from vtd.train.device import loader_workers, setup_device
 from vtd.train.records import EpochRecord, OnEpoch, StopTraining, TrainResult, describe
 

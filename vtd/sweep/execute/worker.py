@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from vtd.evaluate.names import SPLIT_PREFIXES
 from vtd.sweep.execute.child import TrainingRequest
 from vtd.sweep.execute.oom_evidence import EvidenceSources
 from vtd.sweep.execute.runner import ProcessOutcome, TrialLauncher
@@ -67,7 +68,7 @@ from vtd.sweep.store.study import (
     wait_for_original,
     worker_name,
 )
-from vtd.sweep.store.tracking import SPLIT_PREFIXES, Tracker, epoch_metrics, flatten
+from vtd.sweep.store.tracking import Tracker, epoch_metrics, flatten
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vtd.data.config import DataConfig
 from vtd.demo.generate import DemoConfig, demo_folder_name
+from vtd.evaluate.names import HIGHER_IS_BETTER, Direction, Metric, direction
 from vtd.model import ModelConfig
 from vtd.sweep.plan._report_config import ReportConfig
 from vtd.sweep.plan._yaml import (
@@ -31,10 +32,8 @@ from vtd.sweep.plan._yaml import (
 from vtd.sweep.plan.faults import FaultConfig
 from vtd.sweep.plan.space import SearchSpace, SearchSpaceError, parse_search_space
 from vtd.sweep.plan.weights import WEIGHTS_DEMO, DemoPretrainedConfig, InitialWeights
-from vtd.train.config import HIGHER_IS_BETTER, TrainConfig
+from vtd.train.config import TrainConfig
 
-Metric = Literal["auc", "dist", "ap", "loss"]
-Direction = Literal["maximize", "minimize"]
 # Keys of TrainConfig that the sweep sets itself, per trial or from the file's location.
 SWEEP_OWNED_FIELDS = ("output_dir", "eval_cache_dir")
 CACHE_DIR = ".cache"
@@ -122,7 +121,7 @@ class ObjectiveConfig(_Strict):
 
     @model_validator(mode="after")
     def _direction_matches_metric(self) -> ObjectiveConfig:
-        natural = "maximize" if HIGHER_IS_BETTER[self.metric] else "minimize"
+        natural = direction(self.metric)
         if self.direction is not None and self.direction != natural:
             better = "higher" if HIGHER_IS_BETTER[self.metric] else "lower"
             raise ValueError(
@@ -133,7 +132,7 @@ class ObjectiveConfig(_Strict):
 
     @property
     def resolved_direction(self) -> Direction:
-        return "maximize" if HIGHER_IS_BETTER[self.metric] else "minimize"
+        return direction(self.metric)
 
     @property
     def optimistic(self) -> bool:

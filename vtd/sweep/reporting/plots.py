@@ -39,6 +39,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from vtd.evaluate.names import HIGHER_IS_BETTER, SPLIT_NAMES
 from vtd.sweep.reporting._tables import (
     WITH_CURVES,
     Spread,
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 CellKind = Literal["curves", "out_of_memory", "failed", "not_run"]
 METRIC_NAMES = {"auc": "AUC", "dist": "distance"}
 METRIC_UNITS = {"auc": "AUC", "dist": "distance (normalised image units)"}
-SPLIT_NAMES = {"val": "validation", "test": "test"}
 OPTUNA_VIEWS = ("history", "intermediate", "importance")
 # Parameter importances mean little with fewer complete trials than this.
 MIN_TRIALS_FOR_IMPORTANCE = 10
@@ -376,7 +376,7 @@ def grid_figure(
         axes[0][0].set_xticks(range(min(epochs_seen), max(epochs_seen) + 1))  # shared by all
     else:
         axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    better = "higher" if metric == "auc" else "lower"
+    better = "higher" if HIGHER_IS_BETTER[metric] else "lower"
     figure.supylabel(
         f"{SPLIT_NAMES[split]} {METRIC_UNITS[metric]}, {better} is better", fontsize=9.5
     )

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
+from vtd.evaluate.names import SPLIT_NAMES
 from vtd.sweep.execute.session import OPTIMISTIC_NOTE
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.reporting._published import published_section, published_table
@@ -51,7 +52,6 @@ from vtd.sweep.reporting._tables import (
 )
 from vtd.sweep.reporting.plots import (
     METRIC_NAMES,
-    SPLIT_NAMES,
     GridLayout,
     classify_cells,
     grid_figure,

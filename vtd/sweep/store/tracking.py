@@ -32,6 +32,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.entities.lifecycle_stage import LifecycleStage
 from mlflow.exceptions import MlflowException
 
+from vtd.evaluate.names import SPLIT_PREFIXES
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.store.storage import (
     file_lock,
@@ -44,7 +45,6 @@ from vtd.sweep.store.storage import (
 logger = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
-SPLIT_PREFIXES = {"validation": "val", "test": "test"}
 SPLIT_METRICS = ("auc", "dist", "ap", "loss")
 # EpochRecord fields logged as they are, under these names.
 RECORD_METRICS = {
