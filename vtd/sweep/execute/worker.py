@@ -40,9 +40,10 @@ from vtd.evaluate.names import SPLIT_PREFIXES
 from vtd.sweep.execute.child import TrainingRequest
 from vtd.sweep.execute.oom_evidence import EvidenceSources
 from vtd.sweep.execute.runner import ProcessOutcome, TrialLauncher
-from vtd.sweep.plan.config import ObjectiveConfig, Sweep
+from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.faults import FaultConfig
 from vtd.sweep.plan.identity import portable_path
+from vtd.sweep.plan.sections import ObjectiveConfig
 from vtd.sweep.plan.weights import WEIGHTS_FRESH
 from vtd.sweep.store import record
 from vtd.sweep.store.heartbeat import TrialHeartbeat, recover_lost_trials, running_elsewhere
