@@ -495,7 +495,7 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
         if high - low < 1e-9:
             low, high = low - 0.01, high + 0.01
         colormap = matplotlib.colormaps[
-            "viridis" if metric == "auc" else "viridis_r"
+            "viridis" if HIGHER_IS_BETTER[metric] else "viridis_r"
         ].with_extremes(bad="white")
         image = None
         for p, key in enumerate(layout.line_keys):
