@@ -27,7 +27,7 @@ from vtd.evaluate import EvaluationData, evaluate
 from vtd.evaluate.loop import autocast
 from vtd.model import VTD, ModelConfig
 from vtd.train import TrainConfig, finetune
-from vtd.train.recipe import cpu_has_fast_bf16
+from vtd.train.device import cpu_has_fast_bf16
 
 MODES = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
 

@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from vtd.data import SourceSpec, build_index
 from vtd.data.errors import DataError
-from vtd.prepare.convert import PrepareOptions, prepare, read_targets
+from vtd.prepare.convert import prepare, read_targets
+from vtd.prepare.options import PrepareOptions
 
 FIXTURES = Path(__file__).parent / "data" / "prepare"
 XML = (FIXTURES / "labelimg_setting.xml").read_text(encoding="utf-8")

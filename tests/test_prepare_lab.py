@@ -40,7 +40,8 @@ from vtd.cli import main
 from vtd.data import SourceSpec, build_index
 from vtd.data.errors import DataError
 from vtd.prepare._openpose import MissingHeadError, lab_head_box
-from vtd.prepare.convert import PrepareOptions, prepare
+from vtd.prepare.convert import prepare
+from vtd.prepare.options import PrepareOptions
 
 SIZE = (640, 480)
 PARTICIPANTS = ("Gabriele", "Shiva")

@@ -12,7 +12,7 @@ from vtd.data import load_splits
 from vtd.evaluate import EvaluationData, evaluate
 from vtd.model import VTD, ModelConfig
 from vtd.train import FineTuning, TrainConfig
-from vtd.train.recipe import loader_workers
+from vtd.train.device import loader_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ModelConfig(variant="small")

@@ -16,8 +16,9 @@ from optuna.trial import TrialState, create_trial
 from tests.test_sweep_e2e import TINY_DEMO, make_sweep, mlflow_runs
 from vtd.sweep.execute.oom_evidence import EvidenceSources, OomWatch, oom_kill_count
 from vtd.sweep.execute.runner import ProcessOutcome
-from vtd.sweep.plan.config import ObjectiveConfig, load_sweep
+from vtd.sweep.plan.config import load_sweep
 from vtd.sweep.plan.faults import FaultConfig
+from vtd.sweep.plan.sections import ObjectiveConfig
 from vtd.sweep.reporting.results import trials_frame
 from vtd.sweep.store import record
 from vtd.sweep.store.outcome import TrialFacts, decide_outcome

@@ -11,7 +11,7 @@ from vtd.data import DataConfig, chunk_loader
 from vtd.model import VTD, ModelConfig, load_checkpoint, save_checkpoint
 from vtd.numerics import NonFiniteLoss
 from vtd.train import EpochRecord, FineTuning, StopTraining, TrainConfig, finetune
-from vtd.train.recipe import micro_batches
+from vtd.train.chunks import micro_batches
 
 SMALL = ModelConfig(variant="small")
 

@@ -432,7 +432,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from vtd.data.errors import DataError
-    from vtd.prepare.convert import PrepareOptions, prepare
+    from vtd.prepare.convert import prepare
+    from vtd.prepare.options import PrepareOptions
 
     try:
         given = {

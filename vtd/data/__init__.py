@@ -31,7 +31,7 @@ from vtd.data.errors import DataError
 
 if TYPE_CHECKING:
     from vtd.data.index import Clip, build_index
-    from vtd.data.loader import Chunk, ChunkLoader, chunk_loader
+    from vtd.data.loader import Chunk, ChunkLoader, LoaderOptions, chunk_loader
     from vtd.data.splits import Splits, load_splits, make_splits
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "HoldOut",
+    "LoaderOptions",
     "SourceSpec",
     "SplitSpec",
     "Splits",
@@ -59,6 +60,7 @@ __getattr__, __dir__ = lazy_exports(
         "build_index": "vtd.data.index",
         "Chunk": "vtd.data.loader",
         "ChunkLoader": "vtd.data.loader",
+        "LoaderOptions": "vtd.data.loader",
         "chunk_loader": "vtd.data.loader",
         "Splits": "vtd.data.splits",
         "load_splits": "vtd.data.splits",

@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -169,20 +170,46 @@ def _windows(
     return windows
 
 
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How one pass over clips is planned (batch, chunk, window, augmentation) and loaded
+    (workers, pinned memory, prefetch): what `plan_chunks` and `chunk_loader` take.
+
+    `pin_memory` None: whether CUDA is available. `augmentation` None: the published one,
+    used in training only; `eval_head_expansion` grows the head box for the face crop and
+    head channel in evaluation (0: the published video protocol).
+    """
+
+    batch_size: int
+    chunk_size: int
+    train: bool
+    seed: int = 0
+    epoch: int = 0
+    max_frames: int = 50
+    augmentation: AugmentationConfig | None = None
+    eval_head_expansion: float = 0.0
+    drop_last: bool = False
+    num_workers: int = 0
+    pin_memory: bool | None = None
+    prefetch_factor: int = 2
+
+
+def _options(options: LoaderOptions | None, fields: dict[str, Any]) -> LoaderOptions:
+    """`options` with `fields` replaced, or the options of `fields` alone."""
+    if options is None:
+        return LoaderOptions(**fields)
+    return replace(options, **fields) if fields else options
+
+
 def plan_chunks(
-    clips: Sequence[Clip],
-    *,
-    batch_size: int,
-    chunk_size: int,
-    train: bool,
-    seed: int = 0,
-    epoch: int = 0,
-    max_frames: int = 50,
-    augmentation: AugmentationConfig | None = None,
-    eval_head_expansion: float = 0.0,
-    drop_last: bool = False,
+    clips: Sequence[Clip], options: LoaderOptions | None = None, /, **fields: Any
 ) -> list[ChunkTask]:
-    """Every chunk of one pass over `clips`, in order: no pixels, only the plan."""
+    """Every chunk of one pass over `clips`, in order: no pixels, only the plan.
+
+    `options` (a `LoaderOptions`) with any of its `fields` given by name replaced."""
+    options = _options(options, fields)
+    batch_size, chunk_size, max_frames = options.batch_size, options.chunk_size, options.max_frames
+    seed, epoch = options.seed, options.epoch
     if batch_size < 1 or chunk_size < 1 or max_frames < 1:
         raise ValueError(
             f"batch_size, chunk_size and max_frames must be >= 1, "
@@ -192,17 +219,17 @@ def plan_chunks(
         raise ValueError(f"seed and epoch must be >= 0, got {seed}, {epoch}")
     windows = _windows(
         clips,
-        train=train,
+        train=options.train,
         seed=seed,
         epoch=epoch,
         max_frames=max_frames,
-        augmentation=augmentation or AugmentationConfig(),
-        eval_head_expansion=eval_head_expansion,
+        augmentation=options.augmentation or AugmentationConfig(),
+        eval_head_expansion=options.eval_head_expansion,
     )
     tasks = []
     for batch_index, start in enumerate(range(0, len(windows), batch_size)):
         batch = windows[start : start + batch_size]
-        if drop_last and len(batch) < batch_size:
+        if options.drop_last and len(batch) < batch_size:
             break
         batch = tuple(sorted(batch, key=lambda window: -window.length))  # stable
         steps = batch[0].length
@@ -341,47 +368,21 @@ class ChunkLoader:
 
 
 def chunk_loader(
-    clips: Sequence[Clip],
-    *,
-    batch_size: int,
-    chunk_size: int,
-    train: bool,
-    seed: int = 0,
-    epoch: int = 0,
-    num_workers: int = 0,
-    pin_memory: bool | None = None,
-    max_frames: int = 50,
-    augmentation: AugmentationConfig | None = None,
-    eval_head_expansion: float = 0.0,
-    drop_last: bool = False,
-    prefetch_factor: int = 2,
+    clips: Sequence[Clip], options: LoaderOptions | None = None, /, **fields: Any
 ) -> ChunkLoader:
-    """The chunks of one epoch (training) or one evaluation pass over `clips`.
-
-    `pin_memory` defaults to whether CUDA is available. `augmentation` defaults to the
-    published one and is used in training only; `eval_head_expansion` grows the head box for
-    the face crop and head channel in evaluation (0: the published video protocol).
-    """
-    tasks = plan_chunks(
-        clips,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        train=train,
-        seed=seed,
-        epoch=epoch,
-        max_frames=max_frames,
-        augmentation=augmentation,
-        eval_head_expansion=eval_head_expansion,
-        drop_last=drop_last,
-    )
+    """The chunks of one epoch (training) or one evaluation pass over `clips`: `options` (a
+    `LoaderOptions`) with any of its `fields` given by name replaced."""
+    options = _options(options, fields)
+    tasks = plan_chunks(clips, options)
+    pin_memory = options.pin_memory
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     return ChunkLoader(
         clips,
         tasks,
-        num_workers=num_workers,
+        num_workers=options.num_workers,
         pin_memory=pin_memory,
-        prefetch_factor=prefetch_factor,
+        prefetch_factor=options.prefetch_factor,
     )
 
 
@@ -390,6 +391,7 @@ __all__ = [
     "ChunkLoader",
     "ChunkTask",
     "ClipWindow",
+    "LoaderOptions",
     "build_chunk",
     "chunk_loader",
     "plan_chunks",

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vtd.data import Clip, chunk_loader
+from vtd.data import Clip, LoaderOptions, chunk_loader
 from vtd.evaluate.cache import CacheWhere, EncodedChunk, FeatureCache, bytes_per_frame
 from vtd.evaluate.metrics import auc, average_precision, gaze_distance
 from vtd.evaluate.shared_cache import (
@@ -89,14 +89,17 @@ class EvaluationData:
         channels_last: bool = False,
     ) -> None:
         self.clips = list(clips)
-        self.batch_size = batch_size
-        self.chunk_size = chunk_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.loading = LoaderOptions(
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            train=False,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            eval_head_expansion=head_expansion,
+        )
         self._cache_policy = cache
         self._cache_memory_mb = cache_memory_mb
         self._cache_dir = cache_dir
-        self.head_expansion = head_expansion
         self._cache: FeatureCache | None = None
         self._shared = shared_cache if frozen_weights is not None else None
         self._frozen_weights = frozen_weights
@@ -153,9 +156,9 @@ class EvaluationData:
             weights=self._frozen_weights,
             model=model.config.model_dump(mode="json"),
             clips=clips_fingerprint(self.clips),
-            batch_size=self.batch_size,
-            chunk_size=self.chunk_size,
-            head_expansion=self.head_expansion,
+            batch_size=self.loading.batch_size,
+            chunk_size=self.loading.chunk_size,
+            head_expansion=self.loading.eval_head_expansion,
             precision=precision,
             channels_last=self.channels_last,
             device=device.type,
@@ -181,18 +184,10 @@ class EvaluationData:
         writer: CacheWriter | None = None
         if key is not None and self._shared is not None:
             writer = self._shared.writer(key)
-        loader = chunk_loader(
-            self.clips,
-            batch_size=self.batch_size,
-            chunk_size=self.chunk_size,
-            train=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            eval_head_expansion=self.head_expansion,
-        )
+        loader = chunk_loader(self.clips, self.loading)
         try:
             for chunk in loader:
-                chunk = chunk.to(device, non_blocking=self.pin_memory)
+                chunk = chunk.to(device, non_blocking=bool(self.loading.pin_memory))
                 images, faces = chunk.images, chunk.faces
                 if self.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)

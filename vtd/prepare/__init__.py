@@ -6,6 +6,7 @@ ObjectAttention layout that `vtd.data` reads. A tool beside `vtd.data`, not part
 run; it uses `vtd.data`'s error type, image helpers and the ObjectAttention columns.
 """
 
-from vtd.prepare.convert import PreparedClip, PrepareOptions, PrepareReport, prepare, read_targets
+from vtd.prepare.convert import prepare, read_targets
+from vtd.prepare.options import PreparedClip, PrepareOptions, PrepareReport
 
 __all__ = ["PrepareOptions", "PrepareReport", "PreparedClip", "prepare", "read_targets"]

@@ -69,113 +69,31 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vtd.data.errors import DataError
-from vtd.data.formats._oa import COLUMNS
 from vtd.data.images import image_size
+from vtd.prepare._checks import check_size, missing_head, options_head_box
 from vtd.prepare._frame_files import frame_files, subfolders
-from vtd.prepare._lab_raw import LabSetting, read_lab_layout
-from vtd.prepare._openpose import HeadBoxRule, MissingHeadError, head_box
-from vtd.prepare._voc import VocAnnotation, read_voc
+from vtd.prepare._lab import plan_lab
+from vtd.prepare._openpose import MissingHeadError
+from vtd.prepare._voc import read_voc
+from vtd.prepare._write import annotation_text, lab_annotation_text, place
+from vtd.prepare.options import (
+    FRAME_DIGITS,
+    OUT_OF_FRAME,
+    TARGETS_COLUMNS,
+    Box,
+    ClipPlan,
+    PreparedClip,
+    PrepareOptions,
+    PrepareReport,
+    Row,
+    SkippedFrame,
+)
 
 logger = logging.getLogger(__name__)
-
-# What the ObjectAttention reader (`_oa`) expects, so that `build_index` reads the output.
-HEADER = ",".join(COLUMNS)
-# The lab's own files (`layout="lab"`): its header, single spaces, and `, ` between fields.
-LAB_HEADER = " ".join(COLUMNS)
-LAB_SEPARATOR = ", "
-LAB_FRAME_DIGITS = 5  # the lab's counters: 00000, 00001, ... per setting
-TARGETS_COLUMNS = ("session", "setting", "target")
-OUT_OF_FRAME = (-1.0, -1.0)
-FRAME_DIGITS = 6
-_SIMPLE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._ -]*$"
-
-Box = tuple[float, float, float, float]
-
-
-class PrepareOptions(BaseModel):
-    """How `prepare` reads its input and writes its output (the CLI's flags, one to one)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    layout: Literal["settings", "lab"] = "settings"
-    head_source: Literal["voc", "openpose"] = "voc"
-    head_box: HeadBoxRule = "lab"
-    test_participants: tuple[str, ...] = ()
-    target: str | None = Field(default=None, min_length=1)
-    targets: Path | None = None
-    split: str = Field(default="train", pattern=_SIMPLE_NAME)
-    person: str = Field(default="person", pattern=_SIMPLE_NAME)
-    every: int = Field(default=1, ge=1)
-    link: Literal["copy", "hardlink", "symlink"] = "copy"
-    force: bool = False
-    skip_bad_frames: bool = False
-    keypoints: Path | None = None
-    head_label: str = Field(default="head", min_length=1)
-    min_confidence: float = Field(default=0.1, gt=0.0, le=1.0)
-    head_scale: float = Field(default=1.3, gt=0.0)
-    head_aspect: float = Field(default=1.2, gt=0.0)
-
-    @model_validator(mode="after")
-    def _one_target_source(self) -> PrepareOptions:
-        if self.layout == "lab":
-            given = [
-                name
-                for name in ("target", "targets", "keypoints", "person")
-                if name in self.model_fields_set
-            ]
-            if given:
-                raise ValueError(
-                    f"the lab layout takes no {', '.join(given)}: each object folder names its "
-                    "gaze target, each participant its annotation file, and the OpenPose files "
-                    "lie in the object's json... folder"
-                )
-            return self
-        if self.test_participants:
-            raise ValueError("test_participants needs the lab layout (layout='lab')")
-        if (self.target is None) == (self.targets is None):
-            raise ValueError(
-                "give the target object either as `target` (one name for every folder) or as "
-                "`targets` (a CSV file session,setting,target), not both and not neither; or "
-                "read the lab's raw <participant>/<session>/<setting>/<object>/ folders with "
-                "layout 'lab'"
-            )
-        if self.target is not None and self.target == self.head_label:
-            raise ValueError(f"the target object cannot be the head box {self.head_label!r}")
-        return self
-
-
-@dataclass(frozen=True)
-class PreparedClip:
-    session: str
-    setting: str
-    annotation_file: Path
-    frames: tuple[Path, ...]  # written images, in order
-    sources: tuple[Path, ...]  # the source image of each
-
-
-@dataclass(frozen=True)
-class SkippedFrame:
-    path: Path
-    reason: str
-
-
-@dataclass(frozen=True)
-class PrepareReport:
-    clips: tuple[PreparedClip, ...]
-    skipped: tuple[SkippedFrame, ...]
-
-    @property
-    def frames_written(self) -> int:
-        return sum(len(clip.frames) for clip in self.clips)
 
 
 @dataclass(frozen=True)
@@ -183,22 +101,6 @@ class _Folder:
     session: str
     setting: str
     path: Path
-
-
-@dataclass(frozen=True)
-class _Row:
-    source: Path
-    box: Box
-    gaze: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class _ClipPlan:
-    session: str  # the output's show folder
-    setting: str
-    annotation_file: Path
-    names: list[str]  # the frame names written, one per row
-    rows: list[_Row]
 
 
 def _discover(source: Path) -> list[_Folder]:
@@ -285,48 +187,6 @@ def _xml(folder: Path) -> Path:
     return found[0]
 
 
-def _check_inside(box: Box, size: tuple[int, int], what: str, annotation: VocAnnotation) -> None:
-    if box[0] < 0 or box[1] < 0 or box[2] > size[0] or box[3] > size[1]:
-        raise DataError(
-            f"{what} ({', '.join(f'{v:g}' for v in box)}) lies outside the "
-            f"{size[0]}x{size[1]} frames of this folder",
-            annotation.path,
-        )
-
-
-def _check_size(
-    annotation: VocAnnotation, size: tuple[int, int], frame: Path, boxes: dict[str, Box]
-) -> None:
-    """The frame's size is the XML's, and `boxes` (name: box) lie inside it."""
-    if annotation.size is not None and annotation.size != size:
-        raise DataError(
-            f"annotated for {annotation.size[0]}x{annotation.size[1]} images but "
-            f"{frame.name} is {size[0]}x{size[1]}",
-            annotation.path,
-        )
-    for name, box in boxes.items():
-        _check_inside(box, size, f"box {name!r}", annotation)
-
-
-def _head_box(keypoint_file: Path, size: tuple[int, int], options: PrepareOptions) -> Box:
-    return head_box(
-        keypoint_file,
-        size,
-        rule=options.head_box,
-        min_confidence=options.min_confidence,
-        scale=options.head_scale,
-        aspect=options.head_aspect,
-    )
-
-
-def _missing_head(error: MissingHeadError) -> MissingHeadError:
-    return MissingHeadError(
-        f"{error.reason}; skip_bad_frames (--skip-bad-frames) leaves such frames out",
-        error.path,
-        error.line,
-    )
-
-
 def _keypoint_file(folder: _Folder, frame: Path, options: PrepareOptions) -> Path:
     directory = (
         options.keypoints / folder.session / folder.setting if options.keypoints else frame.parent
@@ -347,7 +207,7 @@ def _plan_folder(
     target: str | None,
     options: PrepareOptions,
     skipped: list[SkippedFrame],
-) -> list[_Row]:
+) -> list[Row]:
     frames = frame_files(folder.path)[:: options.every]
     needs_xml = options.head_source == "voc" or target is not None
     annotation = read_voc(_xml(folder.path)) if needs_xml else None
@@ -366,20 +226,20 @@ def _plan_folder(
     for frame in frames:
         size = image_size(frame)
         if annotation is not None and size != checked_size:
-            _check_size(annotation, size, frame, boxes)
+            check_size(annotation, size, frame, boxes)
             checked_size = size
         if voc_head is not None:
-            rows.append(_Row(frame, voc_head, gaze))
+            rows.append(Row(frame, voc_head, gaze))
             continue
         keypoint_file = _keypoint_file(folder, frame, options)
         try:
-            box = _head_box(keypoint_file, size, options)
+            box = options_head_box(keypoint_file, size, options)
         except MissingHeadError as error:
             if not options.skip_bad_frames:
-                raise _missing_head(error) from None
+                raise missing_head(error) from None
             skipped.append(SkippedFrame(keypoint_file, error.reason))
             continue
-        rows.append(_Row(frame, box, gaze))
+        rows.append(Row(frame, box, gaze))
     if not rows:
         raise DataError(
             f"every one of the {len(frames)} kept frames was skipped: no head found", folder.path
@@ -387,88 +247,9 @@ def _plan_folder(
     return rows
 
 
-def _lab_show(setting: LabSetting) -> str:
-    """The output show folder of a lab setting: participant and session, which alone repeats."""
-    return f"{setting.participant}_{setting.session}"
-
-
-def _check_test_participants(source: Path, settings: list[LabSetting], names: tuple[str, ...]):
-    found = sorted({setting.participant for setting in settings})
-    unknown = [name for name in names if name not in found]
-    if unknown:
-        raise DataError(
-            f"test participant(s) {', '.join(unknown)} not found; participants here: "
-            f"{', '.join(found)}",
-            source,
-        )
-
-
-def _plan_lab_setting(
-    setting: LabSetting, output: Path, options: PrepareOptions, skipped: list[SkippedFrame]
-) -> _ClipPlan:
-    annotation = read_voc(setting.xml)
-    targets = {frame.target: annotation.only(frame.target) for frame in setting.frames}
-    for name in targets:
-        if name == options.head_label:
-            raise DataError(
-                f"object folder {name!r} is named as the head box, not a gaze target", setting.path
-            )
-    boxes = {name: target.box for name, target in targets.items()}
-    # The box NAMED head, wherever it lies in the XML: the lab's script took the first object's.
-    voc_head = annotation.only(options.head_label).box if options.head_source == "voc" else None
-    if voc_head is not None:
-        boxes = {options.head_label: voc_head, **boxes}
-    rows, names = [], []
-    checked_size: tuple[int, int] | None = None
-    for frame in setting.frames:
-        size = image_size(frame.image)
-        if size != checked_size:
-            _check_size(annotation, size, frame.image, boxes)
-            checked_size = size
-        gaze = targets[frame.target].centre
-        if voc_head is not None:
-            box = voc_head
-        elif frame.keypoints is None:
-            raise DataError(
-                f"no OpenPose file for frame {frame.image.name} "
-                f"({frame.image.stem}_keypoints.json in a json... folder of {frame.target}/)",
-                frame.image,
-            )
-        else:
-            try:
-                box = _head_box(frame.keypoints, size, options)
-            except MissingHeadError as error:
-                if not options.skip_bad_frames:
-                    raise _missing_head(error) from None
-                # Its number stays taken, as in the lab's files: frame names match theirs.
-                skipped.append(SkippedFrame(frame.keypoints, error.reason))
-                continue
-        rows.append(_Row(frame.image, box, gaze))
-        names.append(f"{frame.counter:0{LAB_FRAME_DIGITS}d}")
-    if not rows:
-        raise DataError(
-            f"every one of the {len(setting.frames)} kept frames was skipped: no head found",
-            setting.path,
-        )
-    show = _lab_show(setting)
-    split = "test" if setting.participant in options.test_participants else options.split
-    annotation_file = output / "annotations" / split / show / setting.setting
-    return _ClipPlan(
-        show, setting.setting, annotation_file / f"{setting.participant}.txt", names, rows
-    )
-
-
-def _plan_lab(
-    source: Path, output: Path, options: PrepareOptions, skipped: list[SkippedFrame]
-) -> list[_ClipPlan]:
-    settings = read_lab_layout(source, options.every)
-    _check_test_participants(source, settings, options.test_participants)
-    return [_plan_lab_setting(setting, output, options, skipped) for setting in settings]
-
-
 def _plan_settings(
     source: Path, output: Path, options: PrepareOptions, skipped: list[SkippedFrame]
-) -> list[_ClipPlan]:
+) -> list[ClipPlan]:
     folders = _discover(source)
     targets = _targets_by_folder(folders, options)
     plans = []
@@ -478,46 +259,8 @@ def _plan_settings(
         annotation_file = (
             output / "annotations" / options.split / folder.session / folder.setting
         ) / f"{options.person}.txt"
-        plans.append(_ClipPlan(folder.session, folder.setting, annotation_file, names, rows))
+        plans.append(ClipPlan(folder.session, folder.setting, annotation_file, names, rows))
     return plans
-
-
-def _number(value: float) -> str:
-    """Pixels with at most two decimals and no trailing zeros: 45, 12.5, 24.65."""
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
-def _annotation_text(names: list[str], rows: list[_Row]) -> str:
-    lines = [HEADER]
-    for name, row in zip(names, rows, strict=True):
-        lines.append(",".join([name, *map(_number, row.box), *map(_number, row.gaze)]))
-    return "\n".join(lines) + "\n"
-
-
-def _lab_pixel(value: float) -> str:
-    """A head box value as the lab wrote it: integers as integers (labelImg's, or floored)."""
-    return str(int(value)) if float(value).is_integer() else _number(value)
-
-
-def _lab_annotation_text(names: list[str], rows: list[_Row]) -> str:
-    """The lab's lines: `00012, 206, 24, 300, 144, 350.5, 200.0` (gaze as Python writes floats)."""
-    lines = [LAB_HEADER]
-    for name, row in zip(names, rows, strict=True):
-        fields = [name, *map(_lab_pixel, row.box), *(repr(float(v)) for v in row.gaze)]
-        lines.append(LAB_SEPARATOR.join(fields))
-    return "\n".join(lines) + "\n"
-
-
-def _place(source: Path, destination: Path, link: str) -> None:
-    if destination.exists() or destination.is_symlink():
-        destination.unlink()
-    if link == "copy":
-        shutil.copyfile(source, destination)
-    elif link == "hardlink":
-        os.link(source, destination)
-    else:
-        destination.symlink_to(source.resolve())
 
 
 def prepare(source: Path, output: Path, options: PrepareOptions) -> PrepareReport:
@@ -531,7 +274,7 @@ def prepare(source: Path, output: Path, options: PrepareOptions) -> PrepareRepor
     if output.resolve().is_relative_to(source.resolve()):
         raise DataError("the output folder must not lie inside the source folder", output)
     skipped: list[SkippedFrame] = []
-    plan = _plan_lab if options.layout == "lab" else _plan_settings
+    plan = plan_lab if options.layout == "lab" else _plan_settings
     plans = plan(source, output, options, skipped)
     destinations = {
         id(clip): [
@@ -552,13 +295,13 @@ def prepare(source: Path, output: Path, options: PrepareOptions) -> PrepareRepor
             f"exists already{more}; pass force=True (--force) to overwrite", existing[0]
         )
 
-    text = _lab_annotation_text if options.layout == "lab" else _annotation_text
+    text = lab_annotation_text if options.layout == "lab" else annotation_text
     clips = []
     for clip in plans:
         written = destinations[id(clip)]
         written[0].parent.mkdir(parents=True, exist_ok=True)
         for row, destination in zip(clip.rows, written, strict=True):
-            _place(row.source, destination, options.link)
+            place(row.source, destination, options.link)
         clip.annotation_file.parent.mkdir(parents=True, exist_ok=True)
         clip.annotation_file.write_text(text(clip.names, clip.rows), encoding="utf-8", newline="\n")
         clips.append(

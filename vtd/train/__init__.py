@@ -9,7 +9,8 @@ from vtd._lazy import lazy_exports
 if TYPE_CHECKING:
     from vtd.loss import ChunkLoss, chunk_loss
     from vtd.train.config import TrainConfig
-    from vtd.train.recipe import EpochRecord, FineTuning, StopTraining, TrainResult, finetune
+    from vtd.train.recipe import FineTuning, finetune
+    from vtd.train.records import EpochRecord, StopTraining, TrainResult
 
 __all__ = [
     "ChunkLoss",
@@ -28,9 +29,8 @@ __getattr__, __dir__ = lazy_exports(
         "ChunkLoss": "vtd.loss",
         "chunk_loss": "vtd.loss",
         "TrainConfig": "vtd.train.config",
-        **{
-            name: "vtd.train.recipe"
-            for name in ("EpochRecord", "FineTuning", "StopTraining", "TrainResult", "finetune")
-        },
+        "FineTuning": "vtd.train.recipe",
+        "finetune": "vtd.train.recipe",
+        **{name: "vtd.train.records" for name in ("EpochRecord", "StopTraining", "TrainResult")},
     },
 )

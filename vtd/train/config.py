@@ -9,11 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vtd.data.config import DataConfig
+from vtd.evaluate.names import Metric
 from vtd.model import ModelConfig
-
-Metric = Literal["auc", "dist", "ap", "loss"]
-# Metrics where a larger value is better; the others (distance, loss) are minimised.
-HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "ap": True, "dist": False, "loss": False}
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

@@ -38,22 +38,19 @@ Features, and how each is switched (all in `TrainConfig`):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import os
 import random
 import resource
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vtd.data import Chunk, Clip, chunk_loader, load_splits
-from vtd.evaluate.loop import EvaluationData, SplitMetrics, autocast, evaluate
+from vtd.evaluate.loop import EvaluationData, autocast, evaluate
+from vtd.evaluate.names import HIGHER_IS_BETTER
 from vtd.evaluate.shared_cache import SharedFeatureCache, weights_hash
 from vtd.loss import chunk_loss
 from vtd.model import (
@@ -65,50 +62,12 @@ from vtd.model import (
     save_checkpoint,
 )
 from vtd.numerics import NonFiniteLoss
-from vtd.train.config import HIGHER_IS_BETTER, TrainConfig
+from vtd.train.chunks import channels_last_inputs, loader_options, micro_batches
+from vtd.train.config import TrainConfig
+from vtd.train.device import loader_workers, setup_device
+from vtd.train.records import EpochRecord, OnEpoch, StopTraining, TrainResult, describe
 
 logger = logging.getLogger(__name__)
-
-
-class StopTraining(Exception):  # noqa: N818 - a signal, not an error
-    """Raised by an `on_epoch` callback to end the run after the current epoch."""
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """What one epoch did: training loss, the evaluation splits' metrics, cost.
-
-    Epoch 0 is the evaluation of the initial weights: no training, so no training loss.
-    """
-
-    epoch: int
-    train_loss: float | None
-    train_l2: float | None
-    train_xent: float | None
-    validation: SplitMetrics | None
-    test: SplitMetrics | None
-    seconds: float
-    peak_host_mb: float
-    peak_device_mb: float
-    checkpoint: Path | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        record = asdict(self)
-        record["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
-        return record
-
-
-@dataclass
-class TrainResult:
-    records: list[EpochRecord] = field(default_factory=list)  # training epochs, 1..N
-    initial: EpochRecord | None = None  # epoch 0: the initial weights, evaluated
-    best_checkpoint: Path | None = None
-    last_checkpoint: Path | None = None
-    stopped_early: bool = False
-    load_report: LoadReport | None = None
-
-
-OnEpoch = Callable[[EpochRecord], bool | None]
 
 
 def finetune(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResult:
@@ -120,48 +79,12 @@ def finetune(config: TrainConfig, on_epoch: OnEpoch | None = None) -> TrainResul
         run.close()
 
 
-@dataclass(frozen=True)
-class _MicroBatch:
-    """The rows of one micro-batch within a packed chunk, and its own packing."""
-
-    rows: torch.Tensor
-    batch_sizes: torch.Tensor
-
-
-def micro_batches(
-    batch_sizes: torch.Tensor, micro_size: int, clips: int
-) -> list[_MicroBatch | None]:
-    """Split a packed chunk of `clips` clips (longest first) into micro-batches of clips.
-
-    Micro-batch m holds clips m*s .. (m+1)*s-1; at time step t its rows are those clips' rows
-    among the batch_sizes[t] alive ones. None for a micro-batch whose clips have all ended.
-    """
-    sizes = [int(n) for n in batch_sizes]
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    parts: list[_MicroBatch | None] = []
-    for start in range(0, clips, micro_size):
-        rows: list[int] = []
-        counts: list[int] = []
-        for offset, alive in zip(offsets, sizes, strict=True):
-            count = min(alive - start, micro_size)
-            if count <= 0:
-                break
-            rows.extend(range(offset + start, offset + start + count))
-            counts.append(count)
-        parts.append(
-            _MicroBatch(torch.tensor(rows), torch.tensor(counts, dtype=torch.int64))
-            if rows
-            else None
-        )
-    return parts
-
-
 class FineTuning:
     """One run: `__init__` sets up device, seed, model, optimizer and data, in that order."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.device = self._setup_device()
+        self.device = setup_device(config)
         self._setup_seed()
         self.model, self.load_report = self._setup_model()
         self.optimizer = self._setup_optimizer()
@@ -174,30 +97,6 @@ class FineTuning:
         self._last_alive: list[int] = []
 
     # --- setup ----------------------------------------------------------------------------
-    def _setup_device(self) -> torch.device:
-        requested = self.config.device
-        if requested == "auto":
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available")
-        if self.config.precision == "fp16" and device.type != "cuda":
-            raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
-        if self.config.device_memory_gb is not None and device.type != "cuda":
-            raise ValueError(
-                f"device_memory_gb ({self.config.device_memory_gb:g}) caps CUDA memory, but this "
-                "run is on the CPU; remove it, or cap host memory with the sweep's memory_cap_mb"
-            )
-        if device.type == "cuda":
-            setup_cuda(device, self.config.device_memory_gb, self.config.cudnn_benchmark)
-        elif self.config.precision == "bf16" and not cpu_has_fast_bf16():
-            logger.warning(
-                "this CPU has no native bf16 (AVX512-BF16 / AMX): bf16 is emulated, "
-                "likely slower than fp32"
-            )
-        return device
-
     def _setup_seed(self) -> None:
         random.seed(self.config.seed)
         np.random.seed(self.config.seed)
@@ -270,7 +169,7 @@ class FineTuning:
             started = time.perf_counter()
             self._reset_peak_memory()
             result.initial = self._record(0, None, started)
-            logger.info("epoch 0 (initial weights): %s", _describe(result.initial))
+            logger.info("epoch 0 (initial weights): %s", describe(result.initial))
             # Not a training epoch: the pruner's "stop" is for trained epochs only.
             self._report(on_epoch, result.initial)
         best: float | None = None
@@ -281,7 +180,7 @@ class FineTuning:
             record = self._record(epoch, losses, started)
             record, best = self._checkpoint(record, best, result)
             result.records.append(record)
-            logger.info("epoch %d: %s", epoch, _describe(record))
+            logger.info("epoch %d: %s", epoch, describe(record))
             if self._report(on_epoch, record) and epoch < self.config.epochs:
                 result.stopped_early = True
                 break
@@ -337,15 +236,9 @@ class FineTuning:
         config = self.config
         loader = chunk_loader(
             self.train_clips,
-            batch_size=config.batch_size,
-            chunk_size=config.chunk_size,
-            train=True,
-            seed=config.seed,
-            epoch=epoch,
+            loader_options(config, train=True, epoch=epoch),
             num_workers=loader_workers(config.num_workers, self.device),
             pin_memory=self.device.type == "cuda",
-            max_frames=config.max_frames,
-            augmentation=config.data.augmentation,
         )
         totals = np.zeros(3)
         updates = 0
@@ -485,55 +378,3 @@ class FineTuning:
     def close(self) -> None:
         for data in self.evaluation.values():
             data.close()
-
-
-def setup_cuda(device: torch.device, memory_gb: float | None, cudnn_benchmark: bool) -> None:
-    """Cap the process's memory on `device` at `memory_gb` (a smaller card emulated: the
-    caching allocator raises a real out-of-memory error beyond it) and set cuDNN autotuning."""
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    if memory_gb is not None:
-        total = torch.cuda.get_device_properties(device).total_memory
-        fraction = memory_gb * 2**30 / total
-        if fraction > 1:
-            logger.warning(
-                "device_memory_gb %g is more than the card's %.1f GB: not capped",
-                memory_gb,
-                total / 2**30,
-            )
-        torch.cuda.set_per_process_memory_fraction(min(fraction, 1.0), device)
-
-
-def loader_workers(requested: int | None, device: torch.device) -> int:
-    """Loader worker processes: as configured, else none on the CPU (they would compete with
-    the model for the same cores) and up to 4 on CUDA (decoding overlaps the GPU's work)."""
-    if requested is not None:
-        return requested
-    if device.type != "cuda":
-        return 0
-    return min(4, len(os.sched_getaffinity(0)))
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
-    return bool(
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-
-
-def channels_last_inputs(chunk: Chunk) -> Chunk:
-    """The chunk's images and face crops in channels-last memory format, as the model's
-    convolutions then expect (no copy of the values, only of their layout)."""
-    return dataclasses.replace(
-        chunk,
-        images=chunk.images.contiguous(memory_format=torch.channels_last),
-        faces=chunk.faces.contiguous(memory_format=torch.channels_last),
-    )
-
-
-def _describe(record: EpochRecord) -> str:
-    parts = [] if record.train_loss is None else [f"train loss {record.train_loss:.3f}"]
-    for name, split in (("val", record.validation), ("test", record.test)):
-        if split is not None:
-            parts.append(f"{name} AUC {split.auc:.3f} dist {split.dist:.3f} AP {split.ap:.3f}")
-    parts.append(f"{record.seconds:.1f} s")
-    return ", ".join(parts)

@@ -10,7 +10,7 @@ or by the kernel's OOM killer. Three sources tell them apart, each optional:
   `memory.max`, else the machine's total memory).
 
 `EvidenceSources.of_this_machine()` finds them for the worker's own cgroup; a sweep file's
-`oom_evidence` section (`vtd.sweep.plan.config.OomEvidenceConfig`) can name other files and a
+`oom_evidence` section (`vtd.sweep.plan.sections.OomEvidenceConfig`) can name other files and a
 limit, which is how tests give evidence without an OOM kill.
 """
 

@@ -21,6 +21,7 @@ def probe_step(config: TrainConfig, kind: ProbeKind) -> dict[str, Any]:
     from vtd.data.loader import ChunkTask, build_chunk, plan_chunks
     from vtd.data.splits import load_splits
     from vtd.evaluate.loop import autocast
+    from vtd.train.chunks import loader_options
     from vtd.train.recipe import FineTuning
 
     def largest(tasks: list[ChunkTask]) -> ChunkTask:
@@ -32,32 +33,13 @@ def probe_step(config: TrainConfig, kind: ProbeKind) -> dict[str, Any]:
         if kind == "train":
             # The batch of the longest clips: every clip alive in its first chunk.
             longest = sorted(run.train_clips, key=len, reverse=True)[: config.batch_size]
-            task = largest(
-                plan_chunks(
-                    longest,
-                    batch_size=config.batch_size,
-                    chunk_size=config.chunk_size,
-                    train=True,
-                    seed=config.seed,
-                    epoch=1,
-                    max_frames=config.max_frames,
-                    augmentation=config.data.augmentation,
-                )
-            )
+            task = largest(plan_chunks(longest, loader_options(config, train=True, epoch=1)))
             chunk = build_chunk(longest, task)
             run.step(chunk.to(run.device))
         else:
             splits = load_splits(config.data, config.data_dir)
             clips = list(splits.validation or splits.test or splits.train)
-            task = largest(
-                plan_chunks(
-                    clips,
-                    batch_size=config.eval_batch_size,
-                    chunk_size=config.eval_chunk_size,
-                    train=False,
-                    eval_head_expansion=config.data.eval_head_expansion,
-                )
-            )
+            task = largest(plan_chunks(clips, loader_options(config, train=False)))
             chunk = build_chunk(clips, task).to(run.device)
             run.model.eval()
             with torch.no_grad(), autocast(run.device, config.precision):

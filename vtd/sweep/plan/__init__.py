@@ -1,10 +1,11 @@
 """The sweep file and what it decides: settings, search space, trial identity, initial weights.
 
 `config` reads and checks a sweep file (`load_sweep` -> `Sweep`; YAML positions from `_yaml`,
-the `report:` section from `_report_config`); `space` is the search space and how a trial's
-parameters apply to the base settings; `identity` hashes a trial's settings; `weights` names
-the initial weights; `faults` is the test-only fault injection a trial process runs. Names
-are imported on first use: a trial process reads `faults` without loading optuna.
+the `report:` section from `_report_config`, the other settings sections from `sections`);
+`space` is the search space and how a trial's parameters apply to the base settings;
+`identity` hashes a trial's settings; `weights` names the initial weights; `faults` is the
+test-only fault injection a trial process runs. Names are imported on first use: a trial
+process reads `faults` without loading optuna.
 """
 
 from vtd._lazy import by_module, lazy_exports
@@ -24,6 +25,7 @@ _EXPORTS = by_module(
         "weights": ("WEIGHTS_DEMO", "WEIGHTS_FRESH", "InitialWeights"),
         "faults": ("FaultConfig", "InjectedFault", "inject"),
         "_report_config": ("ReportConfig",),
+        "sections": ("ObjectiveConfig",),
     },
 )
 __all__ = sorted(_EXPORTS)

@@ -26,14 +26,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from vtd.sweep.plan.sections import Strict
 from vtd.sweep.plan.space import SearchSpace, get_path
 
 ROLES = ("rows", "columns", "lines")
 
 
-class PublishedRow(BaseModel):
+class PublishedRow(Strict):
     """One published figure: the configuration it belongs to and what was measured.
 
     `settings` name training settings (field paths, as in `search_space`) and their values; an
@@ -41,8 +42,6 @@ class PublishedRow(BaseModel):
     initial weights before training (our epoch 0), `trained` the weights after training (our
     last epoch, as the lab read them). `note` says what was published instead of numbers.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     settings: dict[str, Any] = Field(default_factory=dict)
     stage: Literal["initial", "trained"] = "trained"
@@ -57,10 +56,8 @@ class PublishedRow(BaseModel):
         return self
 
 
-class PublishedFigures(BaseModel):
+class PublishedFigures(Strict):
     """Figures someone published for this experiment, shown in `report.md` beside ours."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str = Field(min_length=1, description="where the figures come from")
     split: Literal["validation", "test"] = Field(
@@ -69,10 +66,8 @@ class PublishedFigures(BaseModel):
     rows: tuple[PublishedRow, ...] = Field(min_length=1)
 
 
-class ReportConfig(BaseModel):
+class ReportConfig(Strict):
     """Layout of the plots and of `report.md` (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     rows: str = Field(default="batch_size", description="training setting of the grid's rows")
     columns: str = Field(default="chunk_size", description="training setting of its columns")

@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
+from vtd.evaluate.names import SPLIT_NAMES, SPLIT_PREFIXES
 from vtd.sweep.plan._report_config import PublishedRow
 from vtd.sweep.reporting._tables import DIGITS, Spread, StudyTables, base_setting
-from vtd.sweep.reporting.plots.shared import SPLIT_NAMES, setting_name, value_text
+from vtd.sweep.reporting.plots.shared import setting_name, value_text
 
-_PREFIX = {"validation": "val", "test": "test"}
 PUBLISHED_DIGITS = 4
 _STAGE = {"initial": "initial weights, not trained", "trained": "after training"}
 
@@ -70,7 +70,7 @@ def published_table(tables: StudyTables, state_text: Callable[[pd.DataFrame], st
     published = tables.sweep.file.report.published
     if published is None:
         return pd.DataFrame()
-    prefix = _PREFIX[published.split]
+    prefix = SPLIT_PREFIXES[published.split]
     groups: dict[tuple[str, str], list[PublishedRow]] = {}
     for row in published.rows:
         groups.setdefault((repr(sorted(row.settings.items())), row.stage), []).append(row)
@@ -118,7 +118,7 @@ def published_section(
     published = tables.sweep.file.report.published
     if published is None:
         return None
-    split = SPLIT_NAMES[_PREFIX[published.split]]
+    split = SPLIT_NAMES[SPLIT_PREFIXES[published.split]]
     intro = [
         "## Published (lab) vs this study",
         "",

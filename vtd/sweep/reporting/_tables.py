@@ -35,6 +35,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from vtd.data.config import DataConfig, SplitSpec
+from vtd.evaluate.names import SPLIT_NAMES
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.space import apply_params, get_path
 from vtd.sweep.plan.weights import WEIGHTS_FRESH
@@ -43,7 +44,6 @@ from vtd.sweep.store import record
 from vtd.sweep.store.words import oom_figure, short_words, words
 
 Outcome = Literal["complete", "stopped", "out_of_memory", "failed", "interrupted", "unfinished"]
-SPLITS = {"val": "validation", "test": "test"}
 METRICS = ("auc", "dist")
 DIGITS = 3
 WITH_CURVES = ("complete", "stopped")
@@ -67,7 +67,7 @@ class StudyTables:
         per-epoch metrics, or before any epoch has finished, those the data defines."""
         measured = tuple(
             prefix
-            for prefix in SPLITS
+            for prefix in SPLIT_NAMES
             if any(f"{prefix}_{metric}" in self.epochs.columns for metric in METRICS)
         )
         if measured:
@@ -77,7 +77,7 @@ class StudyTables:
             "val": data.validation is not None,
             "test": data.test is not None or data.cross_validation is not None,
         }
-        return tuple(prefix for prefix in SPLITS if has[prefix])
+        return tuple(prefix for prefix in SPLIT_NAMES if has[prefix])
 
     def values_of(self, name: str) -> tuple[Any, ...]:
         """The values of a setting in the order of the sweep file (observed ones, for ranges)."""
@@ -283,7 +283,7 @@ def load_tables(sweep: Sweep) -> StudyTables:
 
     metric_columns = [
         f"{prefix}_{metric}"
-        for prefix in SPLITS
+        for prefix in SPLIT_NAMES
         for metric in METRICS
         if f"{prefix}_{metric}" in epochs.columns
     ]

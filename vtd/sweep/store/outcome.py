@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from vtd.sweep.plan.config import ObjectiveConfig
+from vtd.evaluate.names import SPLIT_PREFIXES
 from vtd.sweep.plan.faults import FaultConfig
+from vtd.sweep.plan.sections import ObjectiveConfig
 from vtd.sweep.store import record
 from vtd.sweep.store.record import (
     MB,
@@ -35,7 +36,6 @@ from vtd.sweep.store.record import (
     OutOfMemory,
     StoppedByPruner,
 )
-from vtd.sweep.store.tracking import SPLIT_PREFIXES
 from vtd.sweep.store.words import words
 
 if TYPE_CHECKING:  # an annotation only: what a trial process reported

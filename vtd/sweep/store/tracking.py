@@ -32,6 +32,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.entities.lifecycle_stage import LifecycleStage
 from mlflow.exceptions import MlflowException
 
+from vtd.evaluate.names import SPLIT_PREFIXES
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.weights import WEIGHTS_FRESH
 from vtd.sweep.store.storage import (
@@ -48,7 +49,6 @@ if TYPE_CHECKING:  # an annotation only: the study loads optuna
 logger = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
-SPLIT_PREFIXES = {"validation": "val", "test": "test"}
 SPLIT_METRICS = ("auc", "dist", "ap", "loss")
 # EpochRecord fields logged as they are, under these names.
 RECORD_METRICS = {

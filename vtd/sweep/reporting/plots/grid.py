@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from vtd.evaluate.names import HIGHER_IS_BETTER, SPLIT_NAMES
 from vtd.sweep.reporting._tables import (
     WITH_CURVES,
     StudyTables,
@@ -31,7 +32,6 @@ from vtd.sweep.reporting.plots.shared import (
     METRIC_NAMES,
     METRIC_UNITS,
     OOM_FACE,
-    SPLIT_NAMES,
     CellKind,
     GridLayout,
     cell_trials,
@@ -258,7 +258,7 @@ def grid_figure(
         axes[0][0].set_xticks(range(min(epochs_seen), max(epochs_seen) + 1))  # shared by all
     else:
         axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    better = "higher" if metric == "auc" else "lower"
+    better = "higher" if HIGHER_IS_BETTER[metric] else "lower"
     figure.supylabel(
         f"{SPLIT_NAMES[split]} {METRIC_UNITS[metric]}, {better} is better", fontsize=9.5
     )

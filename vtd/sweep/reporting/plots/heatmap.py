@@ -13,13 +13,13 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from vtd.evaluate.names import HIGHER_IS_BETTER, SPLIT_NAMES
 from vtd.sweep.reporting._tables import Spread, StudyTables, selection_text
 from vtd.sweep.reporting.plots.shared import (
     FAILED_FACE,
     HATCH,
     METRIC_NAMES,
     OOM_FACE,
-    SPLIT_NAMES,
     CellKind,
     GridLayout,
     cell_trials,
@@ -108,7 +108,7 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
         if high - low < 1e-9:
             low, high = low - 0.01, high + 0.01
         colormap = matplotlib.colormaps[
-            "viridis" if metric == "auc" else "viridis_r"
+            "viridis" if HIGHER_IS_BETTER[metric] else "viridis_r"
         ].with_extremes(bad="white")
         image = None
         for p, key in enumerate(layout.line_keys):

@@ -20,7 +20,6 @@ from vtd.sweep.reporting._tables import StudyTables
 CellKind = Literal["curves", "out_of_memory", "failed", "not_run"]
 METRIC_NAMES = {"auc": "AUC", "dist": "distance"}
 METRIC_UNITS = {"auc": "AUC", "dist": "distance (normalised image units)"}
-SPLIT_NAMES = {"val": "validation", "test": "test"}
 OOM_FACE = "#f2f2f2"
 FAILED_FACE = "#fbe3e3"
 HATCH = "///"

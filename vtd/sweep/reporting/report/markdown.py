@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from vtd.evaluate.names import SPLIT_NAMES
 from vtd.sweep.plan.config import OPTIMISTIC_NOTE, Sweep
 from vtd.sweep.reporting._published import published_section
 from vtd.sweep.reporting._tables import (
@@ -19,7 +20,7 @@ from vtd.sweep.reporting._tables import (
     outcome_words,
     selection_text,
 )
-from vtd.sweep.reporting.plots.shared import METRIC_NAMES, SPLIT_NAMES, setting_name, value_text
+from vtd.sweep.reporting.plots.shared import METRIC_NAMES, setting_name, value_text
 
 MAX_PAIR_LINES = 40
 RULE = (
