@@ -13,7 +13,14 @@ from vtd._lazy import by_module, lazy_exports
 _EXPORTS = by_module(
     __name__,
     {
-        "session": ("OPTIMISTIC_NOTE", "PreparationError", "join_study", "prepare", "run_sweep"),
+        "session": (
+            "OPTIMISTIC_NOTE",
+            "PreparationError",
+            "join_study",
+            "prepare",
+            "run_prepared",
+            "run_sweep",
+        ),
         "pool": ("WorkerSpec", "run_local_workers", "worker_specs"),
         "worker": ("EpochEnded", "Event", "TrialEnded", "TrialStarted", "run_worker"),
         "runner": ("ProcessOutcome", "TrialLauncher"),
