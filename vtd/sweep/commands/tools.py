@@ -91,48 +91,17 @@ def evaluate(
     return 0
 
 
-def prepare_folders(
-    source: Path,
-    output: Path,
-    *,
-    layout: str = "settings",
-    head_source: str = "voc",
-    head_box: str = "lab",
-    split: str = "train",
-    every: int = 1,
-    link: str = "copy",
-    force: bool = False,
-    skip_bad_frames: bool = False,
-    target: str | None = None,
-    targets: Path | None = None,
-    person: str | None = None,
-    keypoints: Path | None = None,
-    test_participants: tuple[str, ...] | None = None,
-) -> int:
+def prepare_folders(source: Path, output: Path, **flags: object) -> int:
+    """`flags`: `PrepareOptions`' fields as the command line gave them, None where not given."""
     from pydantic import ValidationError
 
     from vtd.data.errors import DataError
     from vtd.prepare.convert import PrepareOptions, prepare
 
     try:
-        given = {
-            "target": target,
-            "targets": targets,
-            "person": person,
-            "keypoints": keypoints,
-            "test_participants": test_participants,
-        }
         # Only the flags given: the lab layout rejects --target, --person, ... when present.
         options = PrepareOptions(
-            layout=layout,
-            head_source=head_source,
-            head_box=head_box,
-            split=split,
-            every=every,
-            link=link,
-            force=force,
-            skip_bad_frames=skip_bad_frames,
-            **{name: value for name, value in given.items() if value is not None},
+            **{name: value for name, value in flags.items() if value is not None}
         )
     except ValidationError as error:
         first = error.errors()[0]
