@@ -64,12 +64,13 @@ def _prepare(args: argparse.Namespace) -> int:
 def _command(
     commands: argparse._SubParsersAction,
     name: str,
-    help: str,  # noqa: A002 - argparse's name
+    summary: str,
     handler: Callable[[argparse.Namespace], int],
     file_help: str | None = "the sweep file (YAML)",
 ) -> argparse.ArgumentParser:
-    """A command that reads a sweep file (its first argument) and runs `handler`."""
-    command = commands.add_parser(name, help=help)
+    """A command that reads a sweep file (its first argument) and runs `handler`; `summary`:
+    its line in `vtd-sweep --help`."""
+    command = commands.add_parser(name, help=summary)
     command.add_argument("file", type=Path, help=file_help)
     command.set_defaults(handler=handler)
     return command
