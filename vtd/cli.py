@@ -26,7 +26,7 @@ from vtd.sweep.commands import probe as probe_command
 from vtd.sweep.commands import run as run_command
 from vtd.sweep.commands import study, tools
 from vtd.sweep.commands import ui as ui_command
-from vtd.sweep.commands._common import UsageError
+from vtd.sweep.commands.common import UsageError
 
 USAGE_ERROR = 2
 

@@ -4,7 +4,7 @@
 while the study is prepared, `--dry-run`, `--probe`, live progress, the final table and
 report, exit codes) and of `vtd-sweep worker`; `study` (`status`, `report`, `sync`); `probe`;
 `data`; `tools` (`eval`, `prepare`); `ui` (the MLflow server, stopped with its whole process
-group). `_common`: `UsageError` (one line, exit code 2), Ctrl-C handling, the report step.
+group). `common`: `UsageError` (one line, exit code 2), Ctrl-C handling, the report step.
 Each module imports torch, optuna and mlflow only where a command needs them, so that
 `--help`, `status` and `run --dry-run` stay quick.
 """

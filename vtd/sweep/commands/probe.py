@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtd.sweep.commands._common import CtrlC
+from vtd.sweep.commands.common import CtrlC
 
 
 def probe(file: Path) -> int:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from vtd.sweep.commands._common import CtrlC, UsageError, write_report
+from vtd.sweep.commands.common import CtrlC, UsageError, write_report
 
 
 def run(

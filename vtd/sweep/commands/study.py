@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from vtd.sweep.commands._common import write_report
+from vtd.sweep.commands.common import write_report
 
 
 def status(file: Path) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from vtd.sweep.commands._common import UsageError
+from vtd.sweep.commands.common import UsageError
 
 
 def _evaluation_clips(
