@@ -24,7 +24,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from vtd.sweep.execute.session import plan, prepare, run_sweep
+from vtd.sweep.execute.session import plan, prepare, run_prepared, run_sweep
 from vtd.sweep.plan.config import Sweep, load_sweep
 from vtd.sweep.reporting.results import epochs_frame, trials_frame
 from vtd.sweep.store.study import open_sweep_study
@@ -245,7 +245,7 @@ def test_the_pruner_stops_a_trial_after_the_epoch_it_judged(
     open_sweep_study(sweep, create=False).study.add_trial(
         optuna.trial.create_trial(value=0.0, intermediate_values={1: 0.0, 2: 0.0, 3: 0.0})
     )
-    outcome = run_sweep(sweep, prepared=study_plan)
+    outcome = run_prepared(sweep, study_plan)
     (ended,) = outcome.ended
     assert ended.state == "PRUNED"
     assert ended.reason == "pruned: stopped by the median pruner at epoch 1"

@@ -14,7 +14,13 @@ from vtd._lazy import by_module, lazy_exports
 _EXPORTS = by_module(
     __name__,
     {
-        "session": ("PreparationError", "join_study", "prepare", "run_sweep"),
+        "session": (
+            "PreparationError",
+            "join_study",
+            "prepare",
+            "run_prepared",
+            "run_sweep",
+        ),
         "pool": ("WorkerSpec", "run_local_workers", "worker_specs"),
         "worker": ("run_worker",),
         "runner": ("ProcessOutcome", "TrialLauncher"),

@@ -234,10 +234,31 @@ def run_sweep(
     gpus: Sequence[str] | None = None,
     events: EventSink | None = None,
     stop: threading.Event | None = None,
-    prepared: Plan | None = None,
 ) -> SweepOutcome:
-    """Prepare the study (unless `prepared`, the plan of an earlier `prepare`) and run
-    `workers` workers to the end, under one MLflow parent run.
+    """Prepare the study and run `workers` workers to the end, under one MLflow parent run
+    (`prepare`, then `run_prepared`)."""
+    specs = worker_specs(workers, gpus)
+    launcher = TrialLauncher()
+    if len(specs) == 1 and specs[0].gpu is None:
+        launcher.warm_up()  # imports torch in the fork server while the study is prepared
+    study_plan = prepare(sweep, launcher=launcher, events=events, stop=stop)
+    return run_prepared(
+        sweep, study_plan, workers=workers, gpus=gpus, events=events, stop=stop, launcher=launcher
+    )
+
+
+def run_prepared(
+    sweep: Sweep,
+    study_plan: Plan,
+    *,
+    workers: int | None = None,
+    gpus: Sequence[str] | None = None,
+    events: EventSink | None = None,
+    stop: threading.Event | None = None,
+    launcher: TrialLauncher | None = None,
+) -> SweepOutcome:
+    """Run `workers` workers to the end on the study `prepare` made (`study_plan`, its plan),
+    under one MLflow parent run.
 
     One worker on the CPU runs in this process; more, or any on GPUs, run in fresh processes
     (`vtd.sweep.execute.pool`: by default one per GPU of `gpus`, each pinned to it)."""
@@ -255,10 +276,9 @@ def run_sweep(
         if events is not None:
             events(event)
 
-    launcher = TrialLauncher()
+    launcher = launcher or TrialLauncher()
     if local:
-        launcher.warm_up()  # imports torch in the fork server while the study is prepared
-    study_plan = prepared or prepare(sweep, launcher=launcher, events=sink, stop=stop)
+        launcher.warm_up()  # returns at once if the fork server runs already
     tracker = Tracker(sweep)
     objective = sweep.file.objective
     tags = {
