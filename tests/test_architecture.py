@@ -190,13 +190,6 @@ def test_no_folder_of_more_than_ten_modules() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="split after the merge of issue 12 (the lead): vtd/cli.py, "
-    "vtd/sweep/execute/worker.py, vtd/sweep/reporting/report.py, vtd/sweep/reporting/plots.py, "
-    "vtd/sweep/store/study.py, vtd/sweep/plan/config.py, vtd/prepare/convert.py, "
-    "vtd/train/recipe.py",
-)
 def test_no_module_over_400_lines() -> None:
     sizes = {
         str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())

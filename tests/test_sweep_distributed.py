@@ -213,6 +213,19 @@ def test_a_worker_whose_trial_was_taken_over_stops_it(tmp_path: Path) -> None:
         assert beat.halt.wait(1) and not beat.lost
 
 
+def test_a_trial_this_worker_ends_is_not_taken_for_lost(tmp_path: Path) -> None:
+    """The worker stops the beats before it writes the end to Optuna: a beat after that
+    write used to read COMPLETE, call the trial lost and warn (seen in bench_sweep)."""
+    sweep_study = open_sweep_study(_queued_study(tmp_path), create=False)
+    claim = claim_next(sweep_study)
+    assert claim is not None
+    with TrialHeartbeat(sweep_study.storage, claim.trial_id, claim.trial.number, Event()) as beat:
+        assert not beat.halt.wait(1.2)  # beating
+        beat.finish()
+        sweep_study.storage.set_trial_state_values(claim.trial_id, TrialState.COMPLETE, [0.5])
+        assert not beat.halt.wait(2.5) and not beat.lost  # a beat would have come by now
+
+
 def test_the_study_lock_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     inside: list[str] = []

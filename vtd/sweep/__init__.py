@@ -1,13 +1,14 @@
 """Sweeps: the sweep file, the Optuna study, isolated trial processes, MLflow tracking.
 
-The only package that imports optuna and mlflow. Modules, each with one job:
-`config` (the sweep file), `space` (search space), `identity` (trial hashes), `weights`
-(initial weights by name), `storage` (Optuna storage settings), `study` (creating, resuming,
-queueing), `child` (what runs inside a trial process), `runner` (the trial process seen from
-the worker), `tracking` (MLflow), `worker` (the loop a worker runs), `heartbeat` (heartbeats
-and recovering the trials of dead workers), `pool` (several workers on one machine, one per
-GPU, through joblib), `results` (reading a study back as tables), `report` with `_tables`,
-`_published` (published figures beside ours) and `plots`. Submodules are imported
-where used, so that a trial process, which imports `vtd.sweep.execute.child`, loads neither optuna
-nor mlflow.
+The only package that imports optuna and mlflow, in sub-packages by role:
+- `plan`: the sweep file and what it decides (`load_sweep` -> `Sweep`, the search space,
+  trial identities, initial weights, fault injection, the data checked before any trial);
+- `store`: what every worker shares (the Optuna study, its queue and claims, heartbeats, the
+  typed trial record and how it reads in words, MLflow tracking and `sync`);
+- `execute`: running trials (session, pool of workers, the worker's loop, the trial process
+  and its fork server, probes, the events they tell);
+- `reporting`: reading a study back (tables, plots, the report, the terminal);
+- `commands`: what each `vtd-sweep` command does, called once by `vtd.cli`.
+Sub-packages export their names lazily, so that a trial process, which imports
+`vtd.sweep.execute.child`, loads neither optuna nor mlflow.
 """

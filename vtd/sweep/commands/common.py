@@ -42,7 +42,7 @@ class CtrlC:
 
 def write_report(console: Console, file: Path, parent_run_id: str | None) -> None:
     from vtd.sweep.plan.config import load_sweep
-    from vtd.sweep.reporting.report import write_report as write
+    from vtd.sweep.reporting.report.write import write_report as write
 
     files = write(load_sweep(file), parent_run_id=parent_run_id)
     console.print(

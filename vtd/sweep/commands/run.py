@@ -124,10 +124,10 @@ def worker(
     tracking_uri: str | None = None,
     threads: int | None = None,
 ) -> int:
-    from vtd.sweep.execute.events import Notice
+    from vtd.sweep.execute.events import Notice, TrialEnded
     from vtd.sweep.execute.runner import TrialLauncher
     from vtd.sweep.execute.session import join_study
-    from vtd.sweep.execute.worker import TrialEnded, run_worker
+    from vtd.sweep.execute.worker import run_worker
     from vtd.sweep.plan.config import load_sweep, resolve_sqlite_url
     from vtd.sweep.reporting.console import terminal
     from vtd.sweep.store.storage import hide_password

@@ -96,7 +96,8 @@ def prepare_folders(source: Path, output: Path, **flags: object) -> int:
     from pydantic import ValidationError
 
     from vtd.data.errors import DataError
-    from vtd.prepare.convert import PrepareOptions, prepare
+    from vtd.prepare.convert import prepare
+    from vtd.prepare.options import PrepareOptions
 
     try:
         # Only the flags given: the lab layout rejects --target, --person, ... when present.

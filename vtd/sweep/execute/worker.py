@@ -273,6 +273,9 @@ class TrialExecution:
         value: float | None = None,
     ) -> TrialEnded:
         seconds = time.perf_counter() - self.started
+        # No beat from here on: one that read the state this worker is about to write would
+        # take the trial for another process's and call it lost.
+        self.heartbeat.finish()
         if self.heartbeat.lost:
             outcome = Lost(str(self.trial.user_attrs.get("worker", worker_name())))
         state = record.state_of(outcome)

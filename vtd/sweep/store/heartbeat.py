@@ -77,8 +77,13 @@ class TrialHeartbeat:
         _error: BaseException | None,
         _trace: TracebackType | None,
     ) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        """Stop beating (the trial is about to end here); `lost` and `halt` stay as they are."""
         self._done.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _beat(self) -> None:
         try:
