@@ -10,7 +10,7 @@ import torch
 
 from vtd.data import load_splits
 from vtd.evaluate import EvaluationData, evaluate
-from vtd.evaluate.shared_cache import SharedFeatureCache, weights_hash
+from vtd.evaluate.shared_cache import SharedFeatureCache, frozen_hash
 from vtd.model import VTD, ModelConfig, save_checkpoint
 from vtd.train import FineTuning, TrainConfig, finetune
 
@@ -50,6 +50,8 @@ def trial(data, tmp_path: Path, weights: Path, name: str, **overrides) -> TrainC
         "output_dir": tmp_path / name,
         "checkpoints": "none",
         "eval_cache_dir": tmp_path / "study" / "eval_cache",
+        # evaluation alone here; training windows: tests/test_train_features.py
+        "share_training_features": False,
     }
     return TrainConfig(**{**settings, **overrides})
 
@@ -97,7 +99,7 @@ def test_what_changes_the_frozen_outputs_changes_the_key(tiny_demo_data, tmp_pat
     clips = load_splits(tiny_demo_data).test[:1]
     cache = SharedFeatureCache(tmp_path / "cache", 2**30)
     model = VTD(SMALL)
-    identity = weights_hash(weights)
+    identity = frozen_hash(model, model.frozen_parameters())
 
     def run(**overrides) -> Counter:
         settings = {"batch_size": 2, "chunk_size": 3, "cache": "memory", "frozen_weights": identity}
@@ -201,7 +203,8 @@ def test_config_switch_and_fresh_weights_share_nothing(tiny_demo_data, tmp_path,
     assert shared(name="on")
     assert not shared(name="off", eval_cache_gb=0)
     assert not shared(name="no-cache", eval_feature_cache="off")
-    assert not shared(name="fresh", weights=None)  # a fresh frozen part differs per seed
+    # a fresh frozen part is known by its content: the same seed shares, another does not
+    assert shared(name="fresh", weights=None)
     assert not shared(name="all-train", freeze="none")
 
 

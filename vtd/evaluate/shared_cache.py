@@ -15,6 +15,10 @@ encodings. `SharedFeatureCache` keeps them in one folder (`studies/<study>/eval_
   exclusively without waiting and skips entries in use, so no file disappears mid-read.
 - The folder is bounded (`max_bytes`): after each write, the least recently used entries
   (the manifest's mtime, touched on every read) go until the total fits.
+- Training windows (`vtd.train.features`) are single files under `windows/`, written with one
+  `os.replace` and read whole; a reader that opened one keeps it even if it is evicted. They
+  are written only while they fit, never evicting: a grid study's later trials read the early
+  epochs instead of every trial evicting what the next one needs.
 """
 
 from __future__ import annotations
@@ -40,23 +44,23 @@ from vtd.evaluate.cache import EncodedChunk, _as_plain, _from_plain
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+WINDOWS = "windows"
 # A temporary folder left this long by a writer is taken for the leftover of a killed process.
 STALE_TMP_SECONDS = 3600.0
-_HASH_BLOCK = 1 << 20
-_weights_hashes: dict[tuple[str, int, int], str] = {}
 
 
-def weights_hash(path: Path) -> str:
-    """SHA-256 of a weights file's content (memoised per path, size and mtime)."""
-    stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo not in _weights_hashes:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while block := handle.read(_HASH_BLOCK):
-                digest.update(block)
-        _weights_hashes[memo] = digest.hexdigest()
-    return _weights_hashes[memo]
+def frozen_hash(model: torch.nn.Module, frozen: Sequence[torch.nn.Parameter]) -> str:
+    """SHA-256 of the frozen part as it is in memory: `frozen` parameters and every buffer,
+    by name and content. The same for a fresh initialisation from the same seed as for the
+    weights file it was saved to, and for two copies of one file."""
+    frozen_ids = {id(parameter) for parameter in frozen}
+    digest = hashlib.sha256()
+    named = [(n, p) for n, p in model.named_parameters() if id(p) in frozen_ids]
+    for name, tensor in [*named, *model.named_buffers()]:
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}\n".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def clips_fingerprint(clips: Sequence[Clip]) -> str:
@@ -133,7 +137,8 @@ class SharedFeatureCache:
         return CacheWriter(self, key)
 
     def entries(self) -> list[tuple[Path, int, float]]:
-        """(folder, bytes, last use) of every complete entry."""
+        """(entry, bytes, last use) of every complete entry: evaluation folders and
+        training-window files."""
         found = []
         for manifest in self.folder.glob(f"*/{MANIFEST}"):
             try:
@@ -142,7 +147,37 @@ class SharedFeatureCache:
             except (FileNotFoundError, ValueError, KeyError):
                 continue
             found.append((manifest.parent, size, used))
+        for window in self.folder.glob(f"{WINDOWS}/*.pt"):
+            try:
+                stat = window.stat()
+            except FileNotFoundError:
+                continue
+            found.append((window, stat.st_size, stat.st_mtime))
         return found
+
+    def read_window(self, key: str) -> dict[str, torch.Tensor] | None:
+        """A training window's tensors, or None when it was never written or was evicted."""
+        path = self.folder / WINDOWS / f"{key}.pt"
+        try:
+            with path.open("rb") as handle:  # once open, eviction cannot take it away
+                tensors = torch.load(handle, map_location="cpu", weights_only=True)
+            os.utime(path)  # recently used
+        except FileNotFoundError:
+            return None
+        return tensors
+
+    def write_window(self, key: str, tensors: dict[str, torch.Tensor]) -> bool:
+        """Publish a training window's tensors if they fit in the bound; True when written."""
+        folder = self.folder / WINDOWS
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}.pt"
+        torch.save(tensors, tmp)
+        size = tmp.stat().st_size
+        if sum(entry[1] for entry in self.entries()) + size > self.max_bytes:
+            tmp.unlink()
+            return False
+        tmp.replace(folder / f"{key}.pt")  # the same content if another writer was first
+        return True
 
     def evict(self, keep: str | None = None) -> None:
         """Drop least recently used entries (not `keep`, not in use) until the total fits,
@@ -151,7 +186,10 @@ class SharedFeatureCache:
         for tmp in self.folder.glob(".tmp-*"):
             try:
                 if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    if tmp.is_dir():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    else:
+                        tmp.unlink()
             except FileNotFoundError:
                 continue
         entries = sorted(self.entries(), key=lambda entry: entry[2])
@@ -160,6 +198,10 @@ class SharedFeatureCache:
             if total <= self.max_bytes:
                 break
             if folder.name == keep:
+                continue
+            if folder.is_file():  # a training window: readers read it whole, once open
+                folder.unlink(missing_ok=True)
+                total -= size
                 continue
             with self._lock(folder.name, fcntl.LOCK_EX | fcntl.LOCK_NB) as locked:
                 if not locked:
@@ -218,5 +260,5 @@ __all__ = [
     "SharedFeatureCache",
     "clips_fingerprint",
     "evaluation_key",
-    "weights_hash",
+    "frozen_hash",
 ]

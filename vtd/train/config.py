@@ -99,6 +99,12 @@ class TrainConfig(BaseModel):
         ge=0,
         description="bound of `eval_cache_dir`, least recently used entries dropped; 0: no sharing",
     )
+    share_training_features: bool = Field(
+        default=True,
+        description="also share the frozen part's outputs for training windows through "
+        "`eval_cache_dir`: runs with the same seed, frozen weights and data read them instead "
+        "of encoding (equal to a standalone run up to float rounding; see vtd.train.features)",
+    )
     output_dir: Path = Field(default=Path("run"), description="checkpoints and their sidecars")
 
     @field_validator("device")
