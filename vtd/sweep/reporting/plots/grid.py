@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from vtd.evaluate.names import HIGHER_IS_BETTER, SPLIT_NAMES
+from vtd.evaluate.names import HIGHER_IS_BETTER, METRIC_LABELS, SPLIT_NAMES
 from vtd.sweep.reporting._tables import (
     WITH_CURVES,
     StudyTables,
@@ -29,7 +29,6 @@ from vtd.sweep.reporting._tables import (
 from vtd.sweep.reporting.plots.shared import (
     FAILED_FACE,
     HATCH,
-    METRIC_NAMES,
     METRIC_UNITS,
     OOM_FACE,
     CellKind,
@@ -291,7 +290,7 @@ def grid_figure(
         title_fontsize=8.5,
     )
     figure.suptitle(
-        f"{tables.sweep.study_name}: {SPLIT_NAMES[split]} {METRIC_NAMES[metric]} per epoch "
+        f"{tables.sweep.study_name}: {SPLIT_NAMES[split]} {METRIC_LABELS[metric]} per epoch "
         f"(rows: {setting_name(layout.rows)}, columns: {setting_name(layout.columns)})",
         fontsize=10.5,
     )

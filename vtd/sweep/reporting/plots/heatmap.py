@@ -13,12 +13,11 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from vtd.evaluate.names import HIGHER_IS_BETTER, SPLIT_NAMES
+from vtd.evaluate.names import HIGHER_IS_BETTER, METRIC_LABELS, SPLIT_NAMES
 from vtd.sweep.reporting._tables import Spread, StudyTables, selection_text
 from vtd.sweep.reporting.plots.shared import (
     FAILED_FACE,
     HATCH,
-    METRIC_NAMES,
     OOM_FACE,
     CellKind,
     GridLayout,
@@ -131,14 +130,14 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
             ax.set_xlabel(setting_name(layout.columns))
             ax.set_ylabel(setting_name(layout.rows))
             ax.set_title(
-                f"{METRIC_NAMES[metric]} · {setting_name(layout.lines)} {layout.line_label(key)}",
+                f"{METRIC_LABELS[metric]} · {setting_name(layout.lines)} {layout.line_label(key)}",
                 fontsize=9,
             )
         if image is not None:
             bar = figure.colorbar(image, ax=list(axes[m]), shrink=0.9)
             unit = "\n(normalised image units)" if metric == "dist" else ""
             bar.set_label(
-                f"{SPLIT_NAMES[split]} {METRIC_NAMES[metric]} at the selected epoch{unit}",
+                f"{SPLIT_NAMES[split]} {METRIC_LABELS[metric]} at the selected epoch{unit}",
                 fontsize=8.5,
             )
     figure.suptitle(
