@@ -27,10 +27,8 @@ from vtd.sweep.reporting._tables import (
     ran_first,
 )
 from vtd.sweep.reporting.plots.shared import (
-    FAILED_FACE,
-    HATCH,
+    CELL_FILL,
     METRIC_UNITS,
-    OOM_FACE,
     CellKind,
     GridLayout,
     cell_trials,
@@ -161,19 +159,9 @@ def _colours(count: int) -> list[Any]:
 
 
 def _mark_empty(ax: Any, cell: GridCell) -> None:
-    face = {"out_of_memory": OOM_FACE, "failed": FAILED_FACE}.get(cell.kind, _NOT_RUN_FACE)
-    hatch = HATCH if cell.kind == "out_of_memory" else None
+    fill = CELL_FILL.get(cell.kind, {"facecolor": _NOT_RUN_FACE})
     ax.add_patch(
-        Rectangle(
-            (0, 0),
-            1,
-            1,
-            transform=ax.transAxes,
-            facecolor=face,
-            edgecolor="0.75",
-            hatch=hatch,
-            zorder=0,
-        )
+        Rectangle((0, 0), 1, 1, transform=ax.transAxes, edgecolor="0.75", zorder=0, **fill)
     )
     colour = {"out_of_memory": "0.15", "failed": "#9b1c1c"}.get(cell.kind, "0.45")
     ax.text(
@@ -277,9 +265,7 @@ def grid_figure(
             )
         )
     if any(cell.kind == "out_of_memory" for cell in cells.values()):
-        handles.append(
-            Patch(facecolor=OOM_FACE, edgecolor="0.5", hatch=HATCH, label="out of memory")
-        )
+        handles.append(Patch(edgecolor="0.5", label="out of memory", **CELL_FILL["out_of_memory"]))
     figure.legend(
         handles=handles,
         loc="outside lower center",

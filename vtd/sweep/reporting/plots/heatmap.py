@@ -16,9 +16,7 @@ from matplotlib.patches import Rectangle
 from vtd.evaluate.names import HIGHER_IS_BETTER, METRIC_LABELS, SPLIT_NAMES
 from vtd.sweep.reporting._tables import Spread, StudyTables, selection_text
 from vtd.sweep.reporting.plots.shared import (
-    FAILED_FACE,
-    HATCH,
-    OOM_FACE,
+    CELL_FILL,
     CellKind,
     GridLayout,
     cell_trials,
@@ -161,12 +159,9 @@ def _annotate_heat(
         colour = _text_colour(colormap, (cell.mean - low) / (high - low))
         ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
         return
-    if cell.kind == "out_of_memory":
-        ax.add_patch(
-            Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=OOM_FACE, edgecolor="0.5", hatch=HATCH)
-        )
-    elif cell.kind == "failed":
-        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=FAILED_FACE, edgecolor="none"))
+    if cell.kind in CELL_FILL:
+        edge = "0.5" if cell.kind == "out_of_memory" else "none"
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, edgecolor=edge, **CELL_FILL[cell.kind]))
     failed = "interrupted" if cell.interrupted else "failed"
     label = {"out_of_memory": "out of\nmemory", "failed": failed}.get(cell.kind, "not run")
     if cell.injected:

@@ -19,9 +19,12 @@ from vtd.sweep.reporting._tables import StudyTables
 
 CellKind = Literal["curves", "out_of_memory", "failed", "not_run"]
 METRIC_UNITS = {"auc": "AUC", "dist": "distance (normalised image units)"}
-OOM_FACE = "#f2f2f2"
-FAILED_FACE = "#fbe3e3"
-HATCH = "///"
+# How a cell without curves is filled, in the grid and the heatmaps: out of memory hatched,
+# failed tinted (a cell not run is left plain).
+CELL_FILL: dict[CellKind, dict[str, str]] = {
+    "out_of_memory": {"facecolor": "#f2f2f2", "hatch": "///"},
+    "failed": {"facecolor": "#fbe3e3"},
+}
 _DPI = 110
 
 
