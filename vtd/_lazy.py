@@ -33,3 +33,12 @@ def lazy_exports(
 def by_module(package: str, modules: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     """{name: its module's dotted path} from {submodule of `package`: its public names}."""
     return {name: f"{package}.{module}" for module, names in modules.items() for name in names}
+
+
+def lazy_package(
+    package: str, modules: Mapping[str, tuple[str, ...]]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """`__all__`, `__getattr__` and `__dir__` for `package`, whose public names are
+    {submodule: its names} (`by_module`), each loaded on first use (`lazy_exports`)."""
+    exports = by_module(package, modules)
+    return (sorted(exports), *lazy_exports(package, exports))

@@ -45,25 +45,15 @@ class VTD(nn.Module):
         super().__init__()
         self.config = config = config if config is not None else ModelConfig()
         width = config.base_width
-        # Attribute order below is the authors' state-dict order.
-        self.conv1_scene = nn.Conv2d(4, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1_scene = nn.BatchNorm2d(width)
-        (
-            self.layer1_scene,
-            self.layer2_scene,
-            self.layer3_scene,
-            self.layer4_scene,
-            self.layer5_scene,
-        ) = _make_stages(config)
-        self.conv1_face = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1_face = nn.BatchNorm2d(width)
-        (
-            self.layer1_face,
-            self.layer2_face,
-            self.layer3_face,
-            self.layer4_face,
-            self.layer5_face,
-        ) = _make_stages(config)
+        # Attribute order below is the authors' state-dict order. The two pathways
+        # (`_pathway`), scene (image and head channel) and face: conv1_<name>, bn1_<name>,
+        # layer1_<name> ... layer5_<name>.
+        for name, in_channels in (("scene", 4), ("face", 3)):
+            conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+            setattr(self, f"conv1_{name}", conv1)
+            setattr(self, f"bn1_{name}", nn.BatchNorm2d(width))
+            for stage, layer in enumerate(_make_stages(config), start=1):
+                setattr(self, f"layer{stage}_{name}", layer)
 
         self.attn = nn.Linear(config.attention_in_features, config.attention_cells)
 

@@ -1,4 +1,5 @@
-"""The image files of one folder of raw frames, in natural name order (`f_2` before `f_10`)."""
+"""The image files of one folder of raw frames, in natural name order (`f_2` before `f_10`),
+and the levels of folders above them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,22 @@ def natural_key(path: Path) -> tuple[list[int | str], str]:
 def subfolders(path: Path) -> list[Path]:
     """The folders in `path` in name order, hidden ones (`.DS_Store`'s kin) left out."""
     return sorted(child for child in path.iterdir() if child.is_dir() and child.name[0] != ".")
+
+
+def required_subfolders(path: Path, missing: str) -> list[Path]:
+    """`subfolders(path)`, none an error that says `missing`: frames one level too high
+    would otherwise be left out without a word."""
+    folders = subfolders(path)
+    if not folders:
+        raise DataError(missing, path)
+    return folders
+
+
+def source_subfolders(source: Path, missing: str) -> list[Path]:
+    """The top level of a source layout: `source` must be a folder with folders in it."""
+    if not source.is_dir():
+        raise DataError("source folder not found", source)
+    return required_subfolders(source, missing)
 
 
 def frame_files(folder: Path) -> list[Path]:

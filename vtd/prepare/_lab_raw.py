@@ -27,7 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtd.data.errors import DataError
-from vtd.prepare._frame_files import frame_files, subfolders
+from vtd.prepare._frame_files import (
+    frame_files,
+    required_subfolders,
+    source_subfolders,
+    subfolders,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,22 +123,19 @@ def _read_setting(participant: str, session: str, setting: Path, every: int) -> 
 
 def read_lab_layout(root: Path, every: int) -> list[LabSetting]:
     """Every setting under `root`, in name order; a level without folders is an error."""
-    if not root.is_dir():
-        raise DataError("source folder not found", root)
-    participants = subfolders(root)
-    if not participants:
-        raise DataError("no <participant>/<session>/<setting>/<object> folders found", root)
+    participants = source_subfolders(
+        root, "no <participant>/<session>/<setting>/<object> folders found"
+    )
     settings = []
     for participant in participants:
-        sessions = subfolders(participant)
-        if not sessions:
-            raise DataError("no <session> folders in this participant folder", participant)
+        sessions = required_subfolders(
+            participant, "no <session> folders in this participant folder"
+        )
         for session in sessions:
-            setting_folders = subfolders(session)
-            if not setting_folders:
-                raise DataError("no <setting> folders in this session folder", session)
             settings.extend(
                 _read_setting(participant.name, session.name, setting, every)
-                for setting in setting_folders
+                for setting in required_subfolders(
+                    session, "no <setting> folders in this session folder"
+                )
             )
     return settings

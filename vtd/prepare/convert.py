@@ -75,7 +75,7 @@ from pathlib import Path
 from vtd.data.errors import DataError
 from vtd.data.images import image_size
 from vtd.prepare._checks import check_size, missing_head, options_head_box
-from vtd.prepare._frame_files import frame_files, subfolders
+from vtd.prepare._frame_files import frame_files, required_subfolders, source_subfolders
 from vtd.prepare._lab import plan_lab
 from vtd.prepare._openpose import MissingHeadError
 from vtd.prepare._voc import read_voc
@@ -104,17 +104,9 @@ class _Folder:
 
 
 def _discover(source: Path) -> list[_Folder]:
-    if not source.is_dir():
-        raise DataError("source folder not found", source)
-    sessions = subfolders(source)
-    if not sessions:
-        raise DataError("no <session>/<setting> folders found", source)
     folders = []
-    for session in sessions:
-        settings = subfolders(session)
-        if not settings:
-            # Frames one level too high would otherwise be left out without a word.
-            raise DataError("no <setting> folders in this session folder", session)
+    for session in source_subfolders(source, "no <session>/<setting> folders found"):
+        settings = required_subfolders(session, "no <setting> folders in this session folder")
         folders.extend(_Folder(session.name, setting.name, setting) for setting in settings)
     return folders
 

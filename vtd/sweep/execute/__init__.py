@@ -9,9 +9,9 @@ whoever shows them.
 Names are imported on first use, so that importing `child` loads nothing else of the sweep.
 """
 
-from vtd._lazy import by_module, lazy_exports
+from vtd._lazy import lazy_package
 
-_EXPORTS = by_module(
+__all__, __getattr__, __dir__ = lazy_package(
     __name__,
     {
         "session": (
@@ -28,5 +28,3 @@ _EXPORTS = by_module(
         "events": ("EpochEnded", "Event", "Notice", "Plan", "TrialEnded", "TrialStarted"),
     },
 )
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

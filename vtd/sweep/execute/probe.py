@@ -34,6 +34,7 @@ from rich.table import Table
 from vtd.sweep.execute.child import TrainingRequest
 from vtd.sweep.execute.probe_step import ProbeKind
 from vtd.sweep.execute.runner import ProcessOutcome, TrialLauncher
+from vtd.sweep.plan.identity import MEMORY_FIELDS, MemorySizes
 from vtd.sweep.store import record
 from vtd.sweep.store.record import MB, Device, OutOfMemory
 from vtd.sweep.store.words import describe
@@ -54,7 +55,7 @@ _NOT_MEMORY = {"seed", "initial_weights", "output_dir"}
 
 
 @dataclass(frozen=True)
-class ProbeCell:
+class ProbeCell(MemorySizes):
     """One configuration to probe, and the grid cells (parameter sets) it stands for."""
 
     config: TrainConfig
@@ -62,19 +63,9 @@ class ProbeCell:
     label: str
 
     @property
-    def batch_size(self) -> int:
-        return self.config.batch_size
-
-    @property
-    def chunk_size(self) -> int:
-        return self.config.chunk_size
-
-    @property
     def context(self) -> str:
         """Everything but batch and chunk size: cells of one context dominate each other."""
-        dump = self.config.model_dump(
-            mode="json", exclude=_NOT_MEMORY | {"batch_size", "chunk_size"}
-        )
+        dump = self.config.model_dump(mode="json", exclude=_NOT_MEMORY | set(MEMORY_FIELDS))
         return json.dumps(dump, sort_keys=True, default=str)
 
 

@@ -8,9 +8,9 @@ test-only fault injection a trial process runs. Names are imported on first use:
 process reads `faults` without loading optuna.
 """
 
-from vtd._lazy import by_module, lazy_exports
+from vtd._lazy import lazy_package
 
-_EXPORTS = by_module(
+__all__, __getattr__, __dir__ = lazy_package(
     __name__,
     {
         "config": (
@@ -28,5 +28,3 @@ _EXPORTS = by_module(
         "sections": ("ObjectiveConfig",),
     },
 )
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

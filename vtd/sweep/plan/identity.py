@@ -23,6 +23,21 @@ from vtd.train.config import TrainConfig
 MEMORY_FIELDS = ("batch_size", "chunk_size")
 
 
+class MemorySizes:
+    """Batch and chunk size of `config` (`MEMORY_FIELDS`): what a trial's memory grows with,
+    for the dataclasses that carry a resolved configuration."""
+
+    config: TrainConfig
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def chunk_size(self) -> int:
+        return self.config.chunk_size
+
+
 @dataclass(frozen=True)
 class TrialIdentity:
     config_hash: str

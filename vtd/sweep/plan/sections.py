@@ -18,12 +18,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _name_only(value: object) -> object:
-    # `sampler: tpe` is short for `sampler: {name: tpe}`; the same for the pruner.
-    return {"name": value} if isinstance(value, str) else value
+class _Named(Strict):
+    """A section chosen by `name`, that a name alone may stand for: `sampler: tpe` is short
+    for `sampler: {name: tpe}`; the same for the pruner."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"name": value} if isinstance(value, str) else value
 
 
-class SamplerConfig(Strict):
+class SamplerConfig(_Named):
     """How trials are chosen: every cell of a grid, TPE, or random sampling."""
 
     name: Literal["grid", "tpe", "random"] = "grid"
@@ -31,11 +36,6 @@ class SamplerConfig(Strict):
     n_startup_trials: int | None = Field(
         default=None, ge=0, description="tpe only: random trials before TPE takes over"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: object) -> object:
-        return _name_only(value)
 
     @model_validator(mode="after")
     def _tpe_only(self) -> SamplerConfig:
@@ -51,7 +51,7 @@ _PRUNER_KEYS = {
 }
 
 
-class PrunerConfig(Strict):
+class PrunerConfig(_Named):
     """Early stopping on the per-epoch objective (steps are epochs, 1-based), Optuna's names."""
 
     name: Literal["none", "median", "successive_halving"] = "none"
@@ -61,11 +61,6 @@ class PrunerConfig(Strict):
     min_resource: int | Literal["auto"] = "auto"
     reduction_factor: int = Field(default=4, ge=2)
     min_early_stopping_rate: int = Field(default=0, ge=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: object) -> object:
-        return _name_only(value)
 
     @model_validator(mode="after")
     def _settings_of_this_pruner(self) -> PrunerConfig:

@@ -8,9 +8,9 @@ the files (`write`, named in `files`), and publishes them to MLflow (`publish`);
 shows plans, live progress and status tables with rich, and sets up logging.
 """
 
-from vtd._lazy import by_module, lazy_exports
+from vtd._lazy import lazy_package
 
-_EXPORTS = by_module(
+__all__, __getattr__, __dir__ = lazy_package(
     __name__,
     {
         "results": ("epochs_frame", "trials_frame"),
@@ -30,5 +30,3 @@ _EXPORTS = by_module(
         ),
     },
 )
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from vtd.data.config import DataConfig, SplitSpec
-from vtd.evaluate.names import SPLIT_NAMES
+from vtd.evaluate.names import SPLIT_NAMES, metric_label
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.space import apply_params, get_path
 from vtd.sweep.plan.weights import WEIGHTS_FRESH
@@ -225,8 +225,7 @@ def failure_figure(row: Mapping[str, Any], width: int = 60) -> str:
 def selection_text(sweep: Sweep, reduce: str) -> str:
     """How a trial's epoch is selected, in words, for the caption under a table or figure."""
     objective = sweep.file.objective
-    metric = {"auc": "AUC", "dist": "distance", "ap": "AP"}.get(objective.metric, objective.metric)
-    text = f"the epoch of its {reduce} {objective.split} {metric}"
+    text = f"the epoch of its {reduce} {objective.split} {metric_label(objective.metric)}"
     if objective.optimistic:
         return text + " (selected on test: optimistic)"
     return text + " (selected on validation; test metrics at that epoch)"

@@ -9,9 +9,9 @@ outcome, `words` how it reads, `outcome` how it is decided. Every worker, on any
 meets the others here.
 """
 
-from vtd._lazy import by_module, lazy_exports
+from vtd._lazy import lazy_package
 
-_EXPORTS = by_module(
+__all__, __getattr__, __dir__ = lazy_package(
     __name__,
     {
         "storage": (
@@ -37,5 +37,3 @@ _EXPORTS = by_module(
         "tracking": ("Tracker",),
     },
 )
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

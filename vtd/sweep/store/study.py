@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from vtd.sweep.plan.config import Sweep
-from vtd.sweep.plan.identity import TrialIdentity, canonical_config, identify
+from vtd.sweep.plan.identity import MemorySizes, TrialIdentity, canonical_config, identify
 from vtd.sweep.plan.space import apply_params
 from vtd.sweep.store.storage import StorageSettings, open_storage
 from vtd.train.config import TrainConfig
@@ -46,7 +46,7 @@ class StudyError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ResolvedTrial:
+class ResolvedTrial(MemorySizes):
     """One trial's parameters, seed and the training configuration they resolve to."""
 
     params: dict[str, Any]
@@ -55,14 +55,6 @@ class ResolvedTrial:
     config: TrainConfig
     identity: TrialIdentity
     cell: str
-
-    @property
-    def batch_size(self) -> int:
-        return self.config.batch_size
-
-    @property
-    def chunk_size(self) -> int:
-        return self.config.chunk_size
 
     def user_attrs(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from vtd.evaluate.names import HIGHER_IS_BETTER, SPLIT_NAMES
+from vtd.evaluate.names import HIGHER_IS_BETTER, METRIC_LABELS, SPLIT_NAMES
 from vtd.sweep.reporting._tables import (
     WITH_CURVES,
     StudyTables,
@@ -27,11 +27,8 @@ from vtd.sweep.reporting._tables import (
     ran_first,
 )
 from vtd.sweep.reporting.plots.shared import (
-    FAILED_FACE,
-    HATCH,
-    METRIC_NAMES,
+    CELL_FILL,
     METRIC_UNITS,
-    OOM_FACE,
     CellKind,
     GridLayout,
     cell_trials,
@@ -162,19 +159,9 @@ def _colours(count: int) -> list[Any]:
 
 
 def _mark_empty(ax: Any, cell: GridCell) -> None:
-    face = {"out_of_memory": OOM_FACE, "failed": FAILED_FACE}.get(cell.kind, _NOT_RUN_FACE)
-    hatch = HATCH if cell.kind == "out_of_memory" else None
+    fill = CELL_FILL.get(cell.kind, {"facecolor": _NOT_RUN_FACE})
     ax.add_patch(
-        Rectangle(
-            (0, 0),
-            1,
-            1,
-            transform=ax.transAxes,
-            facecolor=face,
-            edgecolor="0.75",
-            hatch=hatch,
-            zorder=0,
-        )
+        Rectangle((0, 0), 1, 1, transform=ax.transAxes, edgecolor="0.75", zorder=0, **fill)
     )
     colour = {"out_of_memory": "0.15", "failed": "#9b1c1c"}.get(cell.kind, "0.45")
     ax.text(
@@ -278,9 +265,7 @@ def grid_figure(
             )
         )
     if any(cell.kind == "out_of_memory" for cell in cells.values()):
-        handles.append(
-            Patch(facecolor=OOM_FACE, edgecolor="0.5", hatch=HATCH, label="out of memory")
-        )
+        handles.append(Patch(edgecolor="0.5", label="out of memory", **CELL_FILL["out_of_memory"]))
     figure.legend(
         handles=handles,
         loc="outside lower center",
@@ -291,7 +276,7 @@ def grid_figure(
         title_fontsize=8.5,
     )
     figure.suptitle(
-        f"{tables.sweep.study_name}: {SPLIT_NAMES[split]} {METRIC_NAMES[metric]} per epoch "
+        f"{tables.sweep.study_name}: {SPLIT_NAMES[split]} {METRIC_LABELS[metric]} per epoch "
         f"(rows: {setting_name(layout.rows)}, columns: {setting_name(layout.columns)})",
         fontsize=10.5,
     )

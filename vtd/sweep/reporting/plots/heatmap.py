@@ -13,13 +13,10 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from vtd.evaluate.names import HIGHER_IS_BETTER, SPLIT_NAMES
+from vtd.evaluate.names import HIGHER_IS_BETTER, METRIC_LABELS, SPLIT_NAMES
 from vtd.sweep.reporting._tables import Spread, StudyTables, selection_text
 from vtd.sweep.reporting.plots.shared import (
-    FAILED_FACE,
-    HATCH,
-    METRIC_NAMES,
-    OOM_FACE,
+    CELL_FILL,
     CellKind,
     GridLayout,
     cell_trials,
@@ -131,14 +128,14 @@ def heatmap_figure(tables: StudyTables, layout: GridLayout, *, split: str = "val
             ax.set_xlabel(setting_name(layout.columns))
             ax.set_ylabel(setting_name(layout.rows))
             ax.set_title(
-                f"{METRIC_NAMES[metric]} · {setting_name(layout.lines)} {layout.line_label(key)}",
+                f"{METRIC_LABELS[metric]} · {setting_name(layout.lines)} {layout.line_label(key)}",
                 fontsize=9,
             )
         if image is not None:
             bar = figure.colorbar(image, ax=list(axes[m]), shrink=0.9)
             unit = "\n(normalised image units)" if metric == "dist" else ""
             bar.set_label(
-                f"{SPLIT_NAMES[split]} {METRIC_NAMES[metric]} at the selected epoch{unit}",
+                f"{SPLIT_NAMES[split]} {METRIC_LABELS[metric]} at the selected epoch{unit}",
                 fontsize=8.5,
             )
     figure.suptitle(
@@ -162,12 +159,9 @@ def _annotate_heat(
         colour = _text_colour(colormap, (cell.mean - low) / (high - low))
         ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
         return
-    if cell.kind == "out_of_memory":
-        ax.add_patch(
-            Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=OOM_FACE, edgecolor="0.5", hatch=HATCH)
-        )
-    elif cell.kind == "failed":
-        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=FAILED_FACE, edgecolor="none"))
+    if cell.kind in CELL_FILL:
+        edge = "0.5" if cell.kind == "out_of_memory" else "none"
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, edgecolor=edge, **CELL_FILL[cell.kind]))
     failed = "interrupted" if cell.interrupted else "failed"
     label = {"out_of_memory": "out of\nmemory", "failed": failed}.get(cell.kind, "not run")
     if cell.injected:

@@ -1,4 +1,4 @@
-"""What the figures share: setting and split names, the grid's layout, a figure, saving it.
+"""What the figures share: setting names and metric units, the grid's layout, a figure, saving it.
 
 `GridLayout` says which setting is the rows, the columns and the lines of the grid and the
 heatmaps; `new_figure` makes a figure on an Agg canvas (pyplot's global state is never used);
@@ -18,11 +18,13 @@ from matplotlib.figure import Figure
 from vtd.sweep.reporting._tables import StudyTables
 
 CellKind = Literal["curves", "out_of_memory", "failed", "not_run"]
-METRIC_NAMES = {"auc": "AUC", "dist": "distance"}
 METRIC_UNITS = {"auc": "AUC", "dist": "distance (normalised image units)"}
-OOM_FACE = "#f2f2f2"
-FAILED_FACE = "#fbe3e3"
-HATCH = "///"
+# How a cell without curves is filled, in the grid and the heatmaps: out of memory hatched,
+# failed tinted (a cell not run is left plain).
+CELL_FILL: dict[CellKind, dict[str, str]] = {
+    "out_of_memory": {"facecolor": "#f2f2f2", "hatch": "///"},
+    "failed": {"facecolor": "#fbe3e3"},
+}
 _DPI = 110
 
 

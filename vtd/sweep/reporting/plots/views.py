@@ -15,8 +15,9 @@ from typing import Any
 import matplotlib
 from matplotlib.ticker import MaxNLocator
 
+from vtd.evaluate.names import metric_label
 from vtd.sweep.reporting._tables import StudyTables
-from vtd.sweep.reporting.plots.shared import METRIC_NAMES, save
+from vtd.sweep.reporting.plots.shared import save
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def optuna_views(
     from matplotlib import pyplot
 
     objective = tables.sweep.file.objective
-    target = f"{objective.reduce} {objective.split} {METRIC_NAMES[objective.metric]}"
+    target = f"{objective.reduce} {objective.split} {metric_label(objective.metric)}"
     drawers = _optuna_drawers(study, target)
     written = {}
     for view in which:
@@ -85,7 +86,7 @@ def optuna_views(
                 if view == "intermediate":
                     axes.set_xlabel("epoch")
                     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-                    axes.set_ylabel(f"{objective.split} {METRIC_NAMES[objective.metric]}")
+                    axes.set_ylabel(f"{objective.split} {metric_label(objective.metric)}")
                 written[view] = save(figure, folder / f"optuna_{view}.png", tight=True)
             finally:
                 pyplot.close(figure)

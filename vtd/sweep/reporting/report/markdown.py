@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from vtd.evaluate.names import SPLIT_NAMES
+from vtd.evaluate.names import METRIC_LABELS, SPLIT_NAMES, metric_label
 from vtd.sweep.plan.config import OPTIMISTIC_NOTE, Sweep
 from vtd.sweep.reporting._published import published_section
 from vtd.sweep.reporting._tables import (
@@ -20,7 +20,7 @@ from vtd.sweep.reporting._tables import (
     outcome_words,
     selection_text,
 )
-from vtd.sweep.reporting.plots.shared import METRIC_NAMES, setting_name, value_text
+from vtd.sweep.reporting.plots.shared import setting_name, value_text
 
 MAX_PAIR_LINES = 40
 RULE = (
@@ -62,7 +62,7 @@ def _settings_section(sweep: Sweep, tables: StudyTables) -> list[str]:
     direction = objective.resolved_direction
     lines.append(
         f"- objective: the {objective.reduce} epoch's {objective.split} "
-        f"{METRIC_NAMES.get(objective.metric, objective.metric)} of each trial ({direction})"
+        f"{metric_label(objective.metric)} of each trial ({direction})"
     )
     if objective.optimistic:
         lines.append(f"- **{OPTIMISTIC_NOTE}**")
@@ -133,7 +133,7 @@ def _configurations_section(table: pd.DataFrame, tables: StudyTables) -> list[st
     header = ["#", "initial weights", "data", *map(setting_name, settings), "repeats"]
     header.append("best epoch")
     metric_columns = [
-        (f"{prefix}_{metric}", f"{SPLIT_NAMES[prefix]} {METRIC_NAMES[metric]}")
+        (f"{prefix}_{metric}", f"{SPLIT_NAMES[prefix]} {METRIC_LABELS[metric]}")
         for prefix in tables.splits
         for metric in ("auc", "dist")
     ]
@@ -206,7 +206,7 @@ def _pairs_section(table: pd.DataFrame, verdicts: pd.DataFrame, prefix: str) -> 
             continue
         same = mine[~mine["distinguishable"]]
         lines.append(
-            f"By {split} {METRIC_NAMES[metric]} at the selected epoch: {len(same)} of "
+            f"By {split} {METRIC_LABELS[metric]} at the selected epoch: {len(same)} of "
             f"{len(mine)} pairs not distinguishable at these repeats."
         )
         if len(same):
