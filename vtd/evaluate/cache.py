@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 
+from vtd.data import Chunk
 from vtd.model import EncodedFrames
 
 CacheWhere = Literal["memory", "disk"]
@@ -34,6 +35,13 @@ class EncodedChunk:
     gaze: torch.Tensor
     clip_index: torch.Tensor
     frame_index: torch.Tensor
+
+    @classmethod
+    def of(cls, chunk: Chunk, encoded: EncodedFrames) -> EncodedChunk:
+        """`chunk`'s packing and labels with the frozen part's outputs in place of its
+        frames."""
+        kept = {f.name: getattr(chunk, f.name) for f in fields(cls) if f.name != "encoded"}
+        return cls(encoded=encoded, **kept)
 
     def to(self, device: torch.device | str) -> EncodedChunk:
         def move(value: object) -> object:

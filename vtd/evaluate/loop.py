@@ -195,16 +195,7 @@ class EvaluationData:
                 with torch.no_grad(), autocast(device, precision):
                     encoded = model.encode(images, chunk.head_channels, faces)
                 self.stats["encoded"] += 1
-                encoded_chunk = EncodedChunk(
-                    encoded=encoded,
-                    batch_sizes=chunk.batch_sizes,
-                    first=chunk.first,
-                    heatmaps=chunk.heatmaps,
-                    inout=chunk.inout,
-                    gaze=chunk.gaze,
-                    clip_index=chunk.clip_index,
-                    frame_index=chunk.frame_index,
-                )
+                encoded_chunk = EncodedChunk.of(chunk, encoded)
                 if writer is not None:
                     try:
                         writer.add(encoded_chunk)
