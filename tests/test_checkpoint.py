@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -233,3 +234,28 @@ def test_missing_file(tmp_path: Path) -> None:
         load_checkpoint(VTD(SMALL), path)
     assert_one_line_naming(error, str(path))
     assert isinstance(error.value, ValueError)
+
+
+def test_best_linked_to_last_keeps_its_weights_when_last_moves_on(tmp_path):
+    from vtd.data import DataConfig
+    from vtd.train import EpochRecord, TrainConfig
+    from vtd.train.saving import same_checkpoint, save_epoch
+
+    config = TrainConfig(data=DataConfig(sources=["data"]), model=ModelConfig(variant="small"))
+    first, second = trained_like(seed=1), trained_like(seed=2)
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+
+    def record(epoch: int) -> EpochRecord:
+        return EpochRecord(epoch, 1.0, 1.0, 0.0, None, None, 1.0, 1.0, 0.0)
+
+    save_epoch(first, last, record(1), config)
+    same_checkpoint(last, best)
+    save_epoch(second, last, record(2), config)
+
+    def weights(path):
+        return torch.load(path, weights_only=True)["model"]["fc_inout.weight"]
+
+    assert torch.equal(weights(best), first.state_dict()["fc_inout.weight"])
+    assert torch.equal(weights(last), second.state_dict()["fc_inout.weight"])
+    assert json.loads(best.with_suffix(".json").read_text())["epoch"] == 1
+    assert json.loads(last.with_suffix(".json").read_text())["epoch"] == 2

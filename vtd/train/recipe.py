@@ -41,12 +41,10 @@ Features, and how each is switched (all in `TrainConfig`):
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,7 +59,6 @@ from vtd.model import (
     LoadReport,
     LSTMState,
     load_checkpoint,
-    save_checkpoint,
 )
 from vtd.numerics import NonFiniteLoss
 from vtd.train.chunks import channels_last_inputs, loader_options, micro_batches
@@ -69,6 +66,7 @@ from vtd.train.config import TrainConfig
 from vtd.train.device import loader_workers, setup_device
 from vtd.train.features import TrainingFeatures, shared_caches
 from vtd.train.records import EpochRecord, OnEpoch, StopTraining, TrainResult, describe
+from vtd.train.saving import same_checkpoint, save_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -368,26 +366,17 @@ class FineTuning:
         higher = HIGHER_IS_BETTER.get(name, False)
         improved = best is None or (value > best if higher else value < best)
         if policy == "every":
-            path = self._save(folder / f"epoch_{record.epoch:03d}.pt", record)
+            path = folder / f"epoch_{record.epoch:03d}.pt"
+            save_epoch(self.model, path, record, self.config)
             if improved:
                 result.best_checkpoint = path
         else:
-            path = self._save(folder / "last.pt", record)
+            path = save_epoch(self.model, folder / "last.pt", record, self.config)
             if improved:
-                result.best_checkpoint = self._save(folder / "best.pt", record)
+                result.best_checkpoint = same_checkpoint(path, folder / "best.pt")
         result.last_checkpoint = path
         record = EpochRecord(**{**record.__dict__, "checkpoint": path})
         return record, value if improved else best
-
-    def _save(self, path: Path, record: EpochRecord) -> Path:
-        save_checkpoint(self.model, path)
-        sidecar = {
-            "epoch": record.epoch,
-            "config": self.config.model_dump(mode="json"),
-            "metrics": record.to_dict(),
-        }
-        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
-        return path
 
     def close(self) -> None:
         for data in self.evaluation.values():
