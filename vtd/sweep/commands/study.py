@@ -14,15 +14,19 @@ def status(file: Path) -> int:
     from vtd.sweep.reporting.console import state_counts, terminal, trials_table
     from vtd.sweep.reporting.results import trials_frame
     from vtd.sweep.store.heartbeat import recover_lost_trials
-    from vtd.sweep.store.study import open_sweep_study, study_exists
+    from vtd.sweep.store.study import existing_study
 
     console = terminal()
     sweep = load_sweep(file)
-    if study_exists(sweep):  # trials of dead workers: FAILED and queued again before showing
-        sweep_study = open_sweep_study(sweep, create=False)
-        recover_lost_trials(sweep_study)
-        sweep_study.storage.remove_session()
-    trials = trials_frame(sweep)
+    sweep_study = existing_study(sweep)
+    if sweep_study is None:
+        trials = trials_frame(sweep, None)
+    else:
+        try:  # trials of dead workers: FAILED and queued again before showing
+            recover_lost_trials(sweep_study)
+            trials = trials_frame(sweep, sweep_study)
+        finally:
+            sweep_study.storage.remove_session()
     if trials.empty:
         console.print(f"study {sweep.study_name}: no trials yet (run `vtd-sweep run {file}`)")
         return 0

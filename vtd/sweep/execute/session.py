@@ -42,7 +42,13 @@ from vtd.sweep.plan.datacheck import check_sweep_data
 from vtd.sweep.store.heartbeat import recover_lost_trials
 from vtd.sweep.store.queue import current_device, enqueue, out_of_memory_to_retry, plan_queue
 from vtd.sweep.store.storage import file_lock, storage_lock
-from vtd.sweep.store.study import delete_study, open_sweep_study, sampled_count, study_exists
+from vtd.sweep.store.study import (
+    delete_study,
+    existing_study,
+    open_sweep_study,
+    sampled_count,
+    study_exists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +89,9 @@ def plan(sweep: Sweep, *, retry_out_of_memory: bool = False) -> Plan:
     """The plan for the study as it stands, writing nothing (for `--dry-run`)."""
     check_data(sweep)
     trials = []
-    if study_exists(sweep):
-        trials = open_sweep_study(sweep, create=False).study.get_trials(deepcopy=False)
+    sweep_study = existing_study(sweep)
+    if sweep_study is not None:
+        trials = sweep_study.study.get_trials(deepcopy=False)
     return _plan_for(sweep, trials, retry_out_of_memory=retry_out_of_memory)
 
 

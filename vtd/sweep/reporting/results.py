@@ -19,7 +19,7 @@ import pandas as pd
 
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.store.record import read_outcome
-from vtd.sweep.store.study import open_sweep_study, study_exists
+from vtd.sweep.store.study import SweepStudy, existing_study
 
 if TYPE_CHECKING:  # imported where used: `status` reads Optuna only, and mlflow takes a second
     from mlflow import MlflowClient
@@ -51,11 +51,13 @@ TRIAL_ATTRS = (
 )
 
 
-def trials_frame(sweep: Sweep) -> pd.DataFrame:
-    """One row per Optuna trial of the sweep's study (empty when there is no study yet)."""
-    if not study_exists(sweep):
+def trials_frame(sweep: Sweep, sweep_study: SweepStudy | None = None) -> pd.DataFrame:
+    """One row per Optuna trial of the sweep's study (empty when there is no study yet);
+    `sweep_study`: the study already opened."""
+    if sweep_study is None:
+        sweep_study = existing_study(sweep)
+    if sweep_study is None:
         return pd.DataFrame(columns=["number", "state", "value", *sweep.space.names])
-    sweep_study = open_sweep_study(sweep, create=False)
     rows = []
     for trial in sweep_study.study.get_trials(deepcopy=False):
         attrs = trial.user_attrs

@@ -29,6 +29,7 @@ __all__, __getattr__, __dir__ = lazy_package(
             "SweepStudy",
             "claim_next",
             "delete_study",
+            "existing_study",
             "open_sweep_study",
             "study_exists",
         ),

@@ -45,6 +45,10 @@ class StudyError(RuntimeError):
     """A study that cannot be used as asked; the message says how to proceed."""
 
 
+class NoStudyYet(StudyError):
+    """The sweep's study has not been created yet."""
+
+
 @dataclass(frozen=True)
 class ResolvedTrial(MemorySizes):
     """One trial's parameters, seed and the training configuration they resolve to."""
@@ -203,7 +207,7 @@ def open_sweep_study(sweep: Sweep, *, create: bool) -> SweepStudy:
     """Create the study (once) or load it, and check it was made by this sweep file."""
     settings = storage_settings(sweep)
     if not create and not settings.exists():
-        raise StudyError(
+        raise NoStudyYet(
             f"study {sweep.study_name} does not exist yet ({settings.url}); "
             f"start it with `vtd-sweep run {sweep.path.name}`"
         )
@@ -211,7 +215,8 @@ def open_sweep_study(sweep: Sweep, *, create: bool) -> SweepStudy:
     current = study_settings(sweep)
     exists = sweep.study_name in optuna.get_all_study_names(storage)
     if not exists and not create:
-        raise StudyError(
+        storage.engine.dispose()
+        raise NoStudyYet(
             f"study {sweep.study_name} does not exist yet in {settings.url}; "
             f"start it with `vtd-sweep run {sweep.path.name}`"
         )
@@ -245,6 +250,15 @@ def open_sweep_study(sweep: Sweep, *, create: bool) -> SweepStudy:
         study=study,
         study_id=storage.get_study_id_from_name(sweep.study_name),
     )
+
+
+def existing_study(sweep: Sweep) -> SweepStudy | None:
+    """The sweep's study, or None when it does not exist yet: one opening of the storage
+    (each costs a schema check), where `study_exists` and then `open_sweep_study` cost two."""
+    try:
+        return open_sweep_study(sweep, create=False)
+    except NoStudyYet:
+        return None
 
 
 def delete_study(sweep: Sweep) -> bool:

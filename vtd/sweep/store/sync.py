@@ -23,7 +23,7 @@ from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.identity import portable_path
 from vtd.sweep.store import record
 from vtd.sweep.store.outcome import MLFLOW_STATUS, mlflow_status, outcome_tags
-from vtd.sweep.store.study import open_sweep_study, resolve, study_exists
+from vtd.sweep.store.study import existing_study, resolve
 from vtd.sweep.store.tracking import (
     Tracker,
     epoch_metrics,
@@ -131,9 +131,9 @@ def _logged_steps(tracker: Tracker, run: Any) -> set[int]:
 def sync_tracking(sweep: Sweep) -> SyncSummary:
     """Bring the study's MLflow runs up to date with its finished Optuna trials."""
     summary = SyncSummary()
-    if not study_exists(sweep):
+    sweep_study = existing_study(sweep)
+    if sweep_study is None:
         return summary
-    sweep_study = open_sweep_study(sweep, create=False)
     try:
         trials = sweep_study.study.get_trials(deepcopy=False)
     finally:
