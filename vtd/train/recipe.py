@@ -175,6 +175,13 @@ class FineTuning:
             record, best = self._checkpoint(record, best, result)
             result.records.append(record)
             logger.info("epoch %d: %s", epoch, describe(record))
+            if self.training_features is not None:
+                stats = self.training_features.stats
+                logger.info(
+                    "training frames so far: %d read from the study's cache, %d encoded",
+                    stats["read"],
+                    stats["encoded"],
+                )
             if self._report(on_epoch, record) and epoch < self.config.epochs:
                 result.stopped_early = True
                 break
