@@ -7,22 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from _sweepfiles import SMALL_GRID, files_sweep_yaml
 
 from vtd.cli import main
 
-SWEEP = """\
-study: cli-test
-sampler: grid
-data:
-  sources: [data/objectattention]
-  validation: {groups: 1}
-training:
-  model: {variant: small}
-  epochs: 1
-search_space:
-  batch_size: [2, 4]
-  chunk_size: [2, 3]
-"""
+SWEEP = files_sweep_yaml("cli-test", SMALL_GRID)
 
 
 def test_a_bad_sweep_file_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
