@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _sweepfiles import sweep_yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState, create_trial
 
@@ -294,19 +295,15 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-KILLED = """\
-study: killed
-sampler: grid
-oom_evidence: {memory_limit_mb: %(limit)d}
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  batch_size: %(batches)s
-faults:
-  - {kind: sigkill, epoch: 1, when: {batch_size: 1}}
-"""
+def killed_yaml(limit_mb: int, batches: list[int]) -> str:
+    """A sweep whose batch-1 trial is SIGKILLed in epoch 1, its memory limit `limit_mb`."""
+    return sweep_yaml(
+        "killed",
+        {"batch_size": batches},
+        oom_evidence={"memory_limit_mb": limit_mb},
+        faults=[{"kind": "sigkill", "epoch": 1, "when": {"batch_size": 1}}],
+        demo=TINY_DEMO,
+    )
 
 
 def run_cli(path: Path, *extra: str) -> int:
@@ -319,7 +316,7 @@ def test_a_sigkill_with_evidence_of_an_oom_kill_is_pruned_and_dominates(
     tmp_path: Path, shared_cache: Path, mlflow_template: Path
 ) -> None:
     # A memory limit of 1 MB: the trial's last resident-memory sample is over it (evidence).
-    text = KILLED % {"limit": 1, "batches": "[1, 2]"} + TINY_DEMO
+    text = killed_yaml(1, [1, 2])
     path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
     assert run_cli(path) == 0
     sweep = load_sweep(path)
@@ -345,7 +342,7 @@ def test_a_sigkill_with_evidence_of_an_oom_kill_is_pruned_and_dominates(
 def test_a_sigkill_without_evidence_fails_naming_signal_and_peak(
     tmp_path: Path, shared_cache: Path, mlflow_template: Path
 ) -> None:
-    text = KILLED % {"limit": 10**7, "batches": "[1]"} + TINY_DEMO  # a 10 TB limit: no evidence
+    text = killed_yaml(10**7, [1])  # a 10 TB limit: no evidence
     path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
     assert run_cli(path) == 0
     (row,) = trials_frame(load_sweep(path)).to_dict("records")
@@ -356,17 +353,10 @@ def test_a_sigkill_without_evidence_fails_naming_signal_and_peak(
     assert f"last peak {outcome.peak_bytes / MB:.0f} MB" in row["reason"]
 
 
-CAPPED = """\
-study: capped
-sampler: grid
-memory_cap_mb: %(cap)d
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  batch_size: [1, 2]
-"""
+def capped_yaml(cap_mb: int, faults: list[dict] = ()) -> str:
+    return sweep_yaml(
+        "capped", {"batch_size": [1, 2]}, memory_cap_mb=cap_mb, faults=faults, demo=TINY_DEMO
+    )
 
 
 def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
@@ -375,10 +365,8 @@ def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
     mlflow_template: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fault = "faults:\n  - {kind: host_oom, epoch: 0, when: {batch_size: 1}}\n"
-    path = make_sweep(
-        tmp_path, CAPPED % {"cap": 1500} + fault + TINY_DEMO, shared_cache, mlflow_template
-    )
+    fault = {"kind": "host_oom", "epoch": 0, "when": {"batch_size": 1}}
+    path = make_sweep(tmp_path, capped_yaml(1500, faults=[fault]), shared_cache, mlflow_template)
     assert run_cli(path) == 0
     first = trials_frame(load_sweep(path)).set_index("batch_size")
     assert first["state"].tolist() == ["PRUNED", "PRUNED"]
@@ -389,7 +377,7 @@ def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
     assert run_cli(path, "--dry-run", "--retry", "out-of-memory") == 0
     assert "2 to queue" in capsys.readouterr().out
     # a larger cap (and the fault gone): both cells run again, and the run says so
-    path.write_text(CAPPED % {"cap": 3000} + TINY_DEMO)
+    path.write_text(capped_yaml(3000))
     assert run_cli(path) == 0
     assert "trial(s) 0, 1: out of memory before" in capsys.readouterr().out
     study = open_sweep_study(load_sweep(path), create=False).study
@@ -399,19 +387,15 @@ def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
     assert len(study.trials) == 4
 
 
-SAMPLED_TWICE = """\
-study: twice
-sampler: {name: random, seed: 1}
-n_trials: 2
-training:
-  model: {variant: small}
-  epochs: 2
-  device: cpu
-search_space:
-  model.lstm_dropout: [0.0]
-faults:
-  - {kind: exit, epoch: 2, exit_code: 5}
-"""
+SAMPLED_TWICE = sweep_yaml(
+    "twice",
+    {"model.lstm_dropout": [0.0]},
+    sampler={"name": "random", "seed": 1},
+    n_trials=2,
+    training={"epochs": 2},
+    faults=[{"kind": "exit", "epoch": 2, "exit_code": 5}],
+    demo=TINY_DEMO,
+)
 
 
 def test_a_sampled_copy_of_a_configuration_whose_original_fails_runs_it(
@@ -420,7 +404,7 @@ def test_a_sampled_copy_of_a_configuration_whose_original_fails_runs_it(
     # Two workers sample the one configuration: the second is a copy of the first, which
     # runs two epochs and then fails. The copy is not pruned as "not finished yet" (the
     # configuration lost for good): it waits, finds the original failed, and runs it itself.
-    path = make_sweep(tmp_path, SAMPLED_TWICE + TINY_DEMO, shared_cache, mlflow_template)
+    path = make_sweep(tmp_path, SAMPLED_TWICE, shared_cache, mlflow_template)
     assert run_cli(path, "--workers", "2") in (0, 1)
     sweep = load_sweep(path)
     study = open_sweep_study(sweep, create=False).study
