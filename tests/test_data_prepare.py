@@ -297,63 +297,63 @@ def test_unknown_target_lists_the_objects_present(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_head_box(tmp_path: Path) -> None:
-    xml = XML.replace("<name>head</name>", "<name>face</name>")
-    with pytest.raises(
-        DataError,
-        match=r"setting2/frame_1.xml: no object named 'head'; objects here: book, bottle, cup, fa",
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_two_head_boxes(tmp_path: Path) -> None:
-    xml = XML.replace("<name>book</name>", "<name>head</name>")
-    with pytest.raises(DataError, match=r"frame_1.xml:50: 2 objects named 'head' \(lines 14, 50\)"):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_xml_that_does_not_parse(tmp_path: Path) -> None:
-    xml = XML.replace(
-        "</bndbox>\n\t</object>\n\t<object>\n\t\t<name>bottle",
-        "</bndbox>\n\t<object>\n\t\t<name>bottle",
-        1,
-    )
-    with pytest.raises(
-        DataError, match=r"setting2/frame_1.xml:\d+: not well-formed XML \(mismatched tag"
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_reversed_box(tmp_path: Path) -> None:
-    xml = XML.replace("<xmin>40</xmin>", "<xmin>55</xmin>")
-    with pytest.raises(
-        DataError, match=r"frame_1.xml:31: box of 'cup' is empty or reversed: xmin 55, xmax 50"
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_box_outside_the_image(tmp_path: Path) -> None:
-    xml = XML.replace("<xmax>50</xmax>", "<xmax>70</xmax>")
-    with pytest.raises(
-        DataError,
-        match=r"frame_1.xml:31: box of 'cup' \(40, 30, 70, 40\) lies outside the 64x48 image",
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_box_that_is_not_a_number(tmp_path: Path) -> None:
-    xml = XML.replace("<ymin>30</ymin>", "<ymin>thirty</ymin>")
-    with pytest.raises(DataError, match=r"frame_1.xml:33: <ymin> is 'thirty', not a number"):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_xml_size_differs_from_the_frames(tmp_path: Path) -> None:
-    xml = XML.replace("<width>64</width>", "<width>640</width>").replace(
-        "<height>48</height>", "<height>480</height>"
-    )
-    with pytest.raises(
-        DataError, match=r"frame_1.xml: annotated for 640x480 images but frame_1.ppm is 64x48"
-    ):
+# Each case edits the one good XML file (every edited text stands in it once) and names the
+# error prepare must raise: the file, and the line where one is known.
+@pytest.mark.parametrize(
+    ("edits", "error"),
+    [
+        pytest.param(
+            [("<name>head</name>", "<name>face</name>")],
+            r"setting2/frame_1.xml: no object named 'head'; objects here: book, bottle, cup, fa",
+            id="missing_head_box",
+        ),
+        pytest.param(
+            [("<name>book</name>", "<name>head</name>")],
+            r"frame_1.xml:50: 2 objects named 'head' \(lines 14, 50\)",
+            id="two_head_boxes",
+        ),
+        pytest.param(
+            [
+                (
+                    "</bndbox>\n\t</object>\n\t<object>\n\t\t<name>bottle",
+                    "</bndbox>\n\t<object>\n\t\t<name>bottle",
+                )
+            ],
+            r"setting2/frame_1.xml:\d+: not well-formed XML \(mismatched tag",
+            id="xml_that_does_not_parse",
+        ),
+        pytest.param(
+            [("<xmin>40</xmin>", "<xmin>55</xmin>")],
+            r"frame_1.xml:31: box of 'cup' is empty or reversed: xmin 55, xmax 50",
+            id="reversed_box",
+        ),
+        pytest.param(
+            [("<xmax>50</xmax>", "<xmax>70</xmax>")],
+            r"frame_1.xml:31: box of 'cup' \(40, 30, 70, 40\) lies outside the 64x48 image",
+            id="box_outside_the_image",
+        ),
+        pytest.param(
+            [("<ymin>30</ymin>", "<ymin>thirty</ymin>")],
+            r"frame_1.xml:33: <ymin> is 'thirty', not a number",
+            id="box_that_is_not_a_number",
+        ),
+        pytest.param(
+            [
+                ("<width>64</width>", "<width>640</width>"),
+                ("<height>48</height>", "<height>480</height>"),
+            ],
+            r"frame_1.xml: annotated for 640x480 images but frame_1.ppm is 64x48",
+            id="xml_size_differs_from_the_frames",
+        ),
+    ],
+)
+def test_a_bad_xml_file_is_an_error_naming_it(
+    tmp_path: Path, edits: list[tuple[str, str]], error: str
+) -> None:
+    xml = XML
+    for old, new in edits:
+        xml = xml.replace(old, new, 1)
+    with pytest.raises(DataError, match=error):
         _prepare_with_xml(tmp_path, xml)
 
 
