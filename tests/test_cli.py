@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from _sweepfiles import SMALL_GRID, files_sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 
 from vtd.cli import main
 
@@ -17,12 +16,7 @@ SWEEP = files_sweep_yaml("cli-test", SMALL_GRID)
 def test_a_bad_sweep_file_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text(SWEEP.replace("chunk_size: [2, 3]", "chunk_size: [2, three]"))
-    done = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_vtd_sweep("run", path, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()

@@ -25,6 +25,7 @@ import psutil
 import pytest
 from _services import chromium_command, mlflow_server
 from _sweepfiles import demo_yaml, sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 from mlflow import MlflowClient
 
 
@@ -65,12 +66,7 @@ def test_the_trials_view_lists_each_trial_with_its_auc(tmp_path: Path) -> None:
         project.mkdir()
         path = project / "sweep.yaml"
         path.write_text(ui_sweep_yaml(server))
-        done = subprocess.run(
-            [sys.executable, "-m", "vtd.cli", "run", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        done = run_vtd_sweep("run", path, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
 
         client = MlflowClient(tracking_uri=server)
@@ -83,12 +79,7 @@ def test_the_trials_view_lists_each_trial_with_its_auc(tmp_path: Path) -> None:
         ]
         assert len(runs) == 3 and all(run.info.status == "FINISHED" for run in runs)
 
-        shown = subprocess.run(
-            [sys.executable, "-m", "vtd.cli", "ui", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        shown = run_vtd_sweep("ui", path, timeout=120)
         assert shown.returncode == 0, shown.stderr
         link = f"{server}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=trials"
         assert link in shown.stdout.replace("\n", "")

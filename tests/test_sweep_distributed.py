@@ -34,6 +34,7 @@ import psutil
 import pytest
 from _services import PostgresServer, mlflow_server, postgres_server, stop_group
 from _sweepfiles import SMALL_GRID, demo_yaml, files_sweep_yaml, sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -509,12 +510,7 @@ def test_run_gpus_starts_one_pinned_worker_per_gpu(tmp_path: Path, demo_cache: P
     (project / ".cache").symlink_to(demo_cache, target_is_directory=True)
     path = project / "sweep.yaml"
     path.write_text(GRID.replace("lr: [1.0e-4, 2.0e-4, 3.0e-4]", "lr: [1.0e-4, 2.0e-4]"))
-    done = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path), "--gpus", "0,1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_vtd_sweep("run", path, "--gpus", "0,1", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = load_sweep(path)
     trials = open_sweep_study(sweep, create=False).study.get_trials()

@@ -22,6 +22,7 @@ import optuna
 import pandas as pd
 import pytest
 from _sweepfiles import demo_yaml, sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -50,20 +51,6 @@ OUTCOMES = sweep_yaml(
     ],
     demo=TINY_DEMO,
 )
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One demo data cache (and demo-pretrained checkpoint) for every test here."""
-    return tmp_path_factory.mktemp("sweep-cache")
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow database, migrated once (a new one costs about 1.5 s of migrations)."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
 
 
 def make_sweep(folder: Path, text: str, cache: Path, mlflow_db: Path) -> Path:
@@ -273,12 +260,7 @@ def test_two_workers_run_every_cell_once(
         + "repeats: 2\n"
     )
     path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
-    done = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path), "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_vtd_sweep("run", path, "--workers", "2", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = load_sweep(path)
     trials = trials_frame(sweep)
@@ -480,12 +462,7 @@ def test_ctrl_c_a_killed_worker_and_resume_small(
     else:
         killed.wait(10)
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    resumed = run_vtd_sweep("run", path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     study = open_sweep_study(sweep, create=False).study
     states = [(t.number, t.state) for t in study.trials]
@@ -499,11 +476,6 @@ def test_ctrl_c_a_killed_worker_and_resume_small(
     runs = mlflow_runs(sweep)
     assert [runs[n].info.status for n in (0, 1, 2)] == ["KILLED", "KILLED", "FINISHED"]
 
-    again = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = run_vtd_sweep("run", path, timeout=600)
     assert again.returncode == 0 and "0 trial(s) to run" in again.stdout
     assert len(open_sweep_study(sweep, create=False).study.trials) == 3

@@ -34,18 +34,6 @@ def synced_yaml(lrs: list[str]) -> str:
     return sweep_yaml("synced", {"lr": lrs}, training={"epochs": 2}, demo=TINY_DEMO)
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("sync-cache")
-
-
-@pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sync-mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
 def trial_runs(sweep: Sweep, tracking_uri: str | None = None) -> dict[int, list]:
     """The study's MLflow runs per trial number (active ones)."""
     client = MlflowClient(tracking_uri=tracking_uri or sweep.tracking_uri)
