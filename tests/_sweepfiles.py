@@ -124,9 +124,9 @@ def files_sweep_yaml(
     return sweep_yaml(study, search_space, data=FILE_DATA, training=training, **settings)
 
 
-def write_sweep(folder: Path, text: str, name: str = "sweep.yaml") -> Path:
-    """`text` written as `folder/name` (the folder made if need be); its path."""
+def write_sweep(folder: Path, text: str) -> Path:
+    """`text` written as `folder/sweep.yaml` (the folder made if need be); its path."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
+    path = folder / "sweep.yaml"
     path.write_text(text)
     return path

@@ -331,7 +331,8 @@ def test_a_sigkill_without_evidence_fails_naming_signal_and_peak(
     assert f"last peak {outcome.peak_bytes / MB:.0f} MB" in row["reason"]
 
 
-def capped_yaml(cap_mb: int, faults: list[dict] = ()) -> str:
+def capped_yaml(cap_mb: int, faults: tuple[dict, ...] = ()) -> str:
+    """A sweep of batch sizes 1 and 2 under a host-memory cap of `cap_mb`."""
     return sweep_yaml(
         "capped", {"batch_size": [1, 2]}, memory_cap_mb=cap_mb, faults=faults, demo=TINY_DEMO
     )
@@ -344,7 +345,7 @@ def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     fault = {"kind": "host_oom", "epoch": 0, "when": {"batch_size": 1}}
-    path = make_sweep(tmp_path, capped_yaml(1500, faults=[fault]), shared_cache, mlflow_template)
+    path = make_sweep(tmp_path, capped_yaml(1500, faults=(fault,)), shared_cache, mlflow_template)
     assert run_cli(path) == 0
     first = trials_frame(load_sweep(path)).set_index("batch_size")
     assert first["state"].tolist() == ["PRUNED", "PRUNED"]
