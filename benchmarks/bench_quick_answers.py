@@ -24,19 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-SWEEP = """\
-study: quick-bench
-sampler: grid
-data:
-  sources: [data/objectattention]
-  validation: {groups: 1}
-training:
-  model: {variant: small}
-  epochs: 1
-search_space:
-  batch_size: [2, 4, 8]
-  chunk_size: [2, 3, 4]
-"""
+# The tests' sweep files (tests/_sweepfiles.py): a grid over data files, as test_cli_quick's.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _sweepfiles import files_sweep_yaml  # noqa: E402 - found through the line above
+
+SWEEP = files_sweep_yaml("quick-bench", {"batch_size": [2, 4, 8], "chunk_size": [2, 3, 4]})
 
 LOADED = (
     "import atexit, sys; atexit.register(lambda: print('LOADED', "

@@ -18,30 +18,15 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-SWEEP = """\
-study: overhead
-sampler: grid
-demo:
-  seed: 1
-  min_frames: 8
-  max_frames: 8
-  objectattention: {{train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}}
-  videoattentiontarget: {{train_shows: 1, test_shows: 1, clips_per_show: 1, width: 96, height: 64}}
-data:
-  sources: [objectattention]
-  validation: {{groups: 1}}
-training:
-  model: {{variant: small}}
-  epochs: 1
-  device: cpu
-search_space:
-  lr: [{lrs}]
-"""
+# The tests' sweep files (tests/_sweepfiles.py): this benchmark times the tiny demo sweep they
+# train, so that a change there is measured here too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> None:
@@ -53,6 +38,7 @@ def main() -> None:
 
     started = time.perf_counter()
     import optuna
+    from _sweepfiles import sweep_yaml
 
     from vtd.sweep.execute.runner import TrialLauncher
     from vtd.sweep.execute.session import prepare
@@ -66,9 +52,9 @@ def main() -> None:
     print(f"imports (torch, optuna, mlflow, vtd): {time.perf_counter() - started:.1f} s")
 
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as folder:
-        lrs = ", ".join(f"{(index + 1) * 1.0e-4:.1e}" for index in range(args.trials))
+        lrs = [f"{(index + 1) * 1.0e-4:.1e}" for index in range(args.trials)]
         path = Path(folder) / "sweep.yaml"
-        path.write_text(SWEEP.format(lrs=lrs))
+        path.write_text(sweep_yaml("overhead", {"lr": lrs}))
         sweep = load_sweep(path)
 
         launcher = TrialLauncher()

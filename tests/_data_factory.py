@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -88,6 +89,30 @@ def write_clip(
     annotation.parent.mkdir(parents=True, exist_ok=True)
     annotation.write_text("\n".join(lines) + "\n")
     return annotation
+
+
+def write_train_clip(
+    root: Path,
+    layout: str,
+    frames: Sequence[FrameSpec],
+    *,
+    show: str = "S",
+    clip: str = "c",
+    person: str = "p",
+    **options: Any,
+) -> Path:
+    """`write_clip` of a training clip, for tests to which the show, clip and person names do
+    not matter; returns the annotation file."""
+    return write_clip(
+        root,
+        layout=layout,
+        subset="train",
+        show=show,
+        clip=clip,
+        person=person,
+        frames=frames,
+        **options,
+    )
 
 
 def write_dataset(

@@ -19,37 +19,27 @@ from pathlib import Path
 
 import pytest
 import torch
+from _sweepfiles import sweep_yaml
 
 from vtd.model import VTD, ModelConfig, save_checkpoint
 from vtd.sweep.plan.config import Sweep, load_sweep
 
 STUDY = "report-test"
-SWEEP = """\
-study: report-test
-sampler: grid
-repeats: 2
-training:
-  model: {variant: small}
-  epochs: 2
-  device: cpu
-search_space:
-  batch_size: [1, 2]
-  chunk_size: [2, 4]
-  initial_weights: [fresh, weights/other.pt]
-faults:
-  - {kind: cuda_oom, epoch: 0, when: {batch_size: 2, chunk_size: 2}}
-  - {kind: exception, epoch: 0, when: {batch_size: 1, chunk_size: 4, initial_weights: fresh}}
-  - {kind: sigkill, epoch: 2, when: {batch_size: 1, chunk_size: 4, seed: 1}}
-demo:
-  seed: 1
-  min_frames: 8
-  max_frames: 8
-  objectattention: {train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}
-  videoattentiontarget: {train_shows: 1, test_shows: 1, clips_per_show: 1, width: 96, height: 64}
-data:
-  sources: [objectattention]
-  validation: {groups: 1}
-"""
+SWEEP = sweep_yaml(
+    STUDY,
+    {"batch_size": [1, 2], "chunk_size": [2, 4], "initial_weights": ["fresh", "weights/other.pt"]},
+    repeats=2,
+    training={"epochs": 2},
+    faults=[
+        {"kind": "cuda_oom", "epoch": 0, "when": {"batch_size": 2, "chunk_size": 2}},
+        {
+            "kind": "exception",
+            "epoch": 0,
+            "when": {"batch_size": 1, "chunk_size": 4, "initial_weights": "fresh"},
+        },
+        {"kind": "sigkill", "epoch": 2, "when": {"batch_size": 1, "chunk_size": 4, "seed": 1}},
+    ],
+)
 
 
 @dataclass(frozen=True)

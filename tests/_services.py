@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from vtd.sweep.commands.ui import mlflow_server_command
 
 LOCALHOST = "127.0.0.1"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -191,22 +192,9 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[str]
     """`mlflow server` on 127.0.0.1 with this backend store; yields its URL."""
     port = free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend_uri,
-        "--artifacts-destination",
-        str(artifacts),
-        "--host",
-        LOCALHOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    command = mlflow_server_command(
+        backend_uri, LOCALHOST, port, "--artifacts-destination", str(artifacts)
+    )
     # One worker and no job runner: /health answers in about 8 s instead of 18-29 s.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with log.open("w") as output:

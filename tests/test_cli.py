@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _sweepfiles import SMALL_GRID, files_sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 
 from vtd.cli import main
 
-SWEEP = """\
-study: cli-test
-sampler: grid
-data:
-  sources: [data/objectattention]
-  validation: {groups: 1}
-training:
-  model: {variant: small}
-  epochs: 1
-search_space:
-  batch_size: [2, 4]
-  chunk_size: [2, 3]
-"""
+SWEEP = files_sweep_yaml("cli-test", SMALL_GRID)
 
 
 def test_a_bad_sweep_file_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text(SWEEP.replace("chunk_size: [2, 3]", "chunk_size: [2, three]"))
-    done = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_vtd_sweep("run", path, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()

@@ -5,69 +5,48 @@ with spaces, `, ` separators, headerless OpenPose files with `00012.json` frames
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 from _lab_data import labelimg_frames, openpose_frames, write_lab_clip
+from _sweepfiles import sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 
 from vtd.cli import main
 
-SWEEP = """\
-study: lab-mini
-sampler: grid
-data:
-  sources: [{root: objectattention, format: objectattention}]
-  on_bad_frame: skip
-  validation: {shows: [Gabriele]}
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  batch_size: [2]
-  chunk_size: [3]
-"""
+SWEEP = sweep_yaml(
+    "lab-mini",
+    {"batch_size": [2], "chunk_size": [3]},
+    data={
+        "sources": [{"root": "objectattention", "format": "objectattention"}],
+        "on_bad_frame": "skip",
+        "validation": {"shows": ["Gabriele"]},
+    },
+)
 
 
 def write_lab_miniature(root: Path) -> dict[str, Path]:
     """Three training participants (one of them OpenPose-annotated, with a None row) and a
     test participant; returns the annotation files by participant."""
+    # participant: subset, setting, frames, and how the lab's script wrote the file
+    clips = {
+        "Shiva": ("train", "pringles-masterchef", labelimg_frames(6, out_of_frame=2), {}),
+        "Gabriele": ("train", "sugarbox-bleach", labelimg_frames(4), {"header": False}),
+        "Simone": (
+            "train",
+            "mustard",
+            openpose_frames(6, no_head=[3]),
+            {"name": "S01", "header": False},
+        ),
+        "Andrea": ("test", "pringles-bleach", labelimg_frames(4, out_of_frame=1), {}),
+    }
     return {
-        "Shiva": write_lab_clip(
-            root,
-            subset="train",
-            session="Shiva",
-            setting="pringles-masterchef",
-            frames=labelimg_frames(6, out_of_frame=2),
-        ),
-        "Gabriele": write_lab_clip(
-            root,
-            subset="train",
-            session="Gabriele",
-            setting="sugarbox-bleach",
-            frames=labelimg_frames(4),
-            header=False,
-        ),
-        "Simone": write_lab_clip(
-            root,
-            subset="train",
-            session="Simone",
-            setting="mustard",
-            frames=openpose_frames(6, no_head=[3]),
-            name="S01",
-            header=False,
-        ),
-        "Andrea": write_lab_clip(
-            root,
-            subset="test",
-            session="Andrea",
-            setting="pringles-bleach",
-            frames=labelimg_frames(4, out_of_frame=1),
-        ),
+        session: write_lab_clip(
+            root, subset=subset, session=session, setting=setting, frames=frames, **options
+        )
+        for session, (subset, setting, frames, options) in clips.items()
     }
 
 
@@ -191,12 +170,7 @@ def test_a_data_error_leaves_an_existing_study_without_new_trials(
 
 @pytest.mark.slow
 def test_run_on_the_lab_miniature_completes_its_trial(lab_sweep: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(lab_sweep)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_vtd_sweep("run", lab_sweep, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1 bad frame(s) skipped" in done.stdout
     storage = f"sqlite:///{lab_sweep.parent / 'studies' / 'optuna.db'}"

@@ -12,20 +12,9 @@ from pathlib import Path
 
 import pytest
 from _lab_data import labelimg_frames, write_lab_clip
+from _sweepfiles import SMALL_GRID, files_sweep_yaml
 
-SWEEP = """\
-study: quick-test
-sampler: grid
-data:
-  sources: [data/objectattention]
-  validation: {groups: 1}
-training:
-  model: {variant: small}
-  epochs: 1
-search_space:
-  batch_size: [2, 4]
-  chunk_size: [2, 3]
-"""
+SWEEP = files_sweep_yaml("quick-test", SMALL_GRID)
 
 HEAVY = ("torch", "torchvision", "mlflow")
 

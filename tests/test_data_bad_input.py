@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _data_factory import OA_HEADER, frame_specs, write_clip, write_image
+from _data_factory import OA_HEADER, frame_specs, write_image, write_train_clip
 
 from vtd.data import DataConfig, DataError, SourceSpec, build_index, chunk_loader, load_splits
 
@@ -18,15 +18,7 @@ GOOD_VAT = "{name:08d}.jpg,4,6,16,20,50,40"
 @pytest.fixture
 def vat_clip(tmp_path: Path) -> Path:
     """A 5-frame VideoAttentionTarget clip; returns its annotation file for the test to edit."""
-    return write_clip(
-        tmp_path,
-        layout="videoattentiontarget",
-        subset="train",
-        show="S",
-        clip="c",
-        person="s00",
-        frames=frame_specs(5),
-    )
+    return write_train_clip(tmp_path, "videoattentiontarget", frame_specs(5), person="s00")
 
 
 def set_line(annotation: Path, number: int, text: str) -> None:
@@ -50,6 +42,19 @@ def assert_names(error: DataError, annotation: Path, line: int | None) -> None:
     assert chained is None, "no chained traceback from a library"
 
 
+def clip_error(annotation: Path, line: int | None, **options) -> DataError:
+    """The error of indexing the data set of `annotation`, checked to name that file and `line`."""
+    error = index_error(annotation.parents[4], **options)
+    assert_names(error, annotation, line)
+    return error
+
+
+def error_for_line(annotation: Path, number: int, text: str) -> DataError:
+    """`clip_error` once line `number` of `annotation` reads `text`."""
+    set_line(annotation, number, text)
+    return clip_error(annotation, number)
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -63,54 +68,47 @@ def assert_names(error: DataError, annotation: Path, line: int | None) -> None:
     ],
 )
 def test_malformed_line(vat_clip, text, reason):
-    set_line(vat_clip, 3, text)
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 3)
+    error = error_for_line(vat_clip, 3, text)
     assert re.search(reason, error.reason)
 
 
 def test_malformed_objectattention_line_counts_the_header(tmp_path):
-    annotation = write_clip(
-        tmp_path,
-        layout="objectattention",
-        subset="train",
-        show="P",
-        clip="c",
-        person="p",
-        frames=frame_specs(3),
-    )
+    annotation = write_train_clip(tmp_path, "objectattention", frame_specs(3), show="P")
     set_line(annotation, 3, "00000002,4,6,16,20,50")
     error = index_error(tmp_path)
     assert_names(error, annotation, 3)
     assert "frame,x_min,y_min,x_max,y_max,gaze_x,gaze_y" in error.reason
 
 
-def test_inverted_box(vat_clip):
-    set_line(vat_clip, 2, "00000002.jpg,16,6,4,20,50,40")
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 2)
-    assert "xmax <= xmin" in error.reason
+BOXES_OUTSIDE = ["70,6,90,20", "4,60,16,80", "-40,6,-2,20", "4,6,640,20"]
+FRAME_NAMES = ["00000002.jpg", "00000002"]  # frame 2 again on line 4, with or without extension
 
 
-@pytest.mark.parametrize("box", ["70,6,90,20", "4,60,16,80", "-40,6,-2,20", "4,6,640,20"], ids=str)
-def test_box_outside_the_image(vat_clip, box):
-    set_line(vat_clip, 4, f"00000004.jpg,{box},50,40")
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 4)
-    assert "outside the 64x48 image" in error.reason
-
-
-def test_gaze_far_outside_the_image(vat_clip):
-    set_line(vat_clip, 5, "00000005.jpg,4,6,16,20,300,40")
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 5)
-    assert "gaze point" in error.reason
+@pytest.mark.parametrize(
+    ("number", "text", "reason"),
+    [
+        (2, "00000002.jpg,16,6,4,20,50,40", "xmax <= xmin"),
+        *[(4, f"00000004.jpg,{box},50,40", "outside the 64x48 image") for box in BOXES_OUTSIDE],
+        (5, "00000005.jpg,4,6,16,20,300,40", "gaze point"),
+        *[(4, f"{name},4,6,16,20,50,40", "listed twice (first on line 2)") for name in FRAME_NAMES],
+        (1, "path,xmin,ymin,xmax,ymax,gazex,gazey", "unrecognised annotation format"),
+    ],
+    ids=[
+        "inverted_box",
+        *(f"box_outside_the_image-{box}" for box in BOXES_OUTSIDE),
+        "gaze_far_outside_the_image",
+        *(f"frame_listed_twice-{name}" for name in FRAME_NAMES),
+        "unknown_header",
+    ],
+)
+def test_a_bad_line_is_an_error_naming_it(vat_clip, number, text, reason):
+    error = error_for_line(vat_clip, number, text)
+    assert reason in error.reason
 
 
 def test_missing_image(vat_clip):
     (vat_clip.parents[4] / "images" / "S" / "c" / "00000002.jpg").unlink()
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 2)
+    error = clip_error(vat_clip, 2)
     assert "image for frame '00000002.jpg' not found" in error.reason
 
 
@@ -118,23 +116,12 @@ def test_ambiguous_image(vat_clip):
     write_image(vat_clip.parents[4] / "images" / "S" / "c" / "00000002.png", (64, 48), 0)
     (vat_clip.parents[4] / "images" / "S" / "c" / "00000002.jpg").unlink()
     write_image(vat_clip.parents[4] / "images" / "S" / "c" / "00000002.ppm", (64, 48), 0)
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 2)
+    error = clip_error(vat_clip, 2)
     assert "several images" in error.reason
 
 
-@pytest.mark.parametrize("name", ["00000002.jpg", "00000002"])
-def test_frame_listed_twice(vat_clip, name):
-    set_line(vat_clip, 4, f"{name},4,6,16,20,50,40")
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 4)
-    assert "listed twice (first on line 2)" in error.reason
-
-
 def test_a_malformed_first_line_is_a_malformed_line_not_an_unknown_format(vat_clip):
-    set_line(vat_clip, 1, "00000001.jpg,four,6,16,20,50,40")
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 1)
+    error = error_for_line(vat_clip, 1, "00000001.jpg,four,6,16,20,50,40")
     assert "column xmin: 'four' is not a number" in error.reason
     clips = build_index(SourceSpec(root=vat_clip.parents[4]), on_bad_frame="skip")
     assert clips[0].lines == (2, 3, 4, 5)
@@ -145,22 +132,13 @@ def test_a_malformed_first_line_is_a_malformed_line_not_an_unknown_format(vat_cl
 )
 def test_empty_annotation_file(vat_clip, content):
     vat_clip.write_text(content)
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, None)
+    error = clip_error(vat_clip, None)
     assert "empty annotation file" in error.reason
-
-
-def test_unknown_header(vat_clip):
-    set_line(vat_clip, 1, "path,xmin,ymin,xmax,ymax,gazex,gazey")
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 1)
-    assert "unrecognised annotation format" in error.reason
 
 
 def test_unreadable_image(vat_clip):
     (vat_clip.parents[4] / "images" / "S" / "c" / "00000001.jpg").write_bytes(b"not a jpeg")
-    error = index_error(vat_clip.parents[4])
-    assert_names(error, vat_clip, 1)
+    error = clip_error(vat_clip, 1)
     assert "cannot read image" in error.reason and "00000001.jpg" in error.reason
 
 
@@ -201,8 +179,7 @@ def test_skip_option_from_the_config(vat_clip):
 
 def test_skip_never_drops_a_whole_clip_silently(vat_clip):
     vat_clip.write_text("".join(f"{GOOD_VAT.format(name=i)[:-3]}\n" for i in range(1, 6)))
-    error = index_error(vat_clip.parents[4], on_bad_frame="skip")
-    assert_names(error, vat_clip, None)
+    error = clip_error(vat_clip, None, on_bad_frame="skip")
     assert "no usable frame left" in error.reason
 
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+import vtd.demo
 from vtd.data import SourceSpec, build_index
 from vtd.demo._scene import (
     EYE_COLOUR,
@@ -19,32 +20,24 @@ from vtd.demo._scene import (
     OBJECT_COLOURS,
     SKIN_COLOUR,
 )
-from vtd.demo.generate import (
-    GENERATOR_VERSION,
-    MANIFEST_NAME,
-    DemoCacheError,
-    DemoConfig,
-    DemoDatasets,
-    DemoLayout,
-    demo_folder_name,
-    ensure_demo,
-    generate_demo,
-)
+from vtd.demo.generate import GENERATOR_VERSION, MANIFEST_NAME
 
-SMALL = DemoConfig(
+SMALL = vtd.demo.DemoConfig(
     seed=3,
     min_frames=10,
     max_frames=14,
-    objectattention=DemoLayout(train_shows=2, test_shows=1, clips_per_show=2, width=96, height=72),
-    videoattentiontarget=DemoLayout(
+    objectattention=vtd.demo.DemoLayout(
+        train_shows=2, test_shows=1, clips_per_show=2, width=96, height=72
+    ),
+    videoattentiontarget=vtd.demo.DemoLayout(
         train_shows=1, test_shows=1, clips_per_show=2, width=112, height=64
     ),
 )
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoDatasets:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "data", DemoConfig())
+def demo(tmp_path_factory: pytest.TempPathFactory) -> vtd.demo.DemoDatasets:
+    return vtd.demo.generate_demo(tmp_path_factory.mktemp("demo") / "data", vtd.demo.DemoConfig())
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -67,10 +60,12 @@ def _read_vat(path: Path) -> tuple[list[str], np.ndarray]:
     return [row[0] for row in rows], np.array([[float(v) for v in row[1:]] for row in rows])
 
 
-def _clips(demo: DemoDatasets) -> list[tuple[Path, list[Path], np.ndarray, tuple[int, int]]]:
+def _clips(
+    demo: vtd.demo.DemoDatasets,
+) -> list[tuple[Path, list[Path], np.ndarray, tuple[int, int]]]:
     """(annotation file, image files in row order, values (T, 6), frame size) of every clip."""
     clips = []
-    config = DemoConfig()
+    config = vtd.demo.DemoConfig()
     for dataset, layout, reader in (
         (demo.objectattention, config.objectattention, _read_oa),
         (demo.videoattentiontarget, config.videoattentiontarget, _read_vat),
@@ -92,8 +87,8 @@ def _clips(demo: DemoDatasets) -> list[tuple[Path, list[Path], np.ndarray, tuple
 
 
 def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
-    generate_demo(tmp_path / "a", SMALL)
-    generate_demo(tmp_path / "b", SMALL)
+    vtd.demo.generate_demo(tmp_path / "a", SMALL)
+    vtd.demo.generate_demo(tmp_path / "b", SMALL)
     first, second = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert len(first) > 50
     assert first.keys() == second.keys()
@@ -101,14 +96,14 @@ def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
 
 
 def test_another_seed_gives_other_frames(tmp_path: Path) -> None:
-    generate_demo(tmp_path / "a", SMALL)
-    generate_demo(tmp_path / "b", SMALL.model_copy(update={"seed": 4}))
+    vtd.demo.generate_demo(tmp_path / "a", SMALL)
+    vtd.demo.generate_demo(tmp_path / "b", SMALL.model_copy(update={"seed": 4}))
     first, second = _files(tmp_path / "a"), _files(tmp_path / "b")
     common = [name for name in first if name.endswith(".ppm") and name in second]
     assert common and all(first[name] != second[name] for name in common)
 
 
-def test_objectattention_layout(demo: DemoDatasets) -> None:
+def test_objectattention_layout(demo: vtd.demo.DemoDatasets) -> None:
     dataset = demo.objectattention
     assert dataset.train == ("P01", "P02", "P03", "P04") and dataset.test == ("P05", "P06")
     for split, sessions in (("train", dataset.train), ("test", dataset.test)):
@@ -126,7 +121,7 @@ def test_objectattention_layout(demo: DemoDatasets) -> None:
                     assert (image.format, image.size, image.mode) == ("PPM", (160, 120), "RGB")
 
 
-def test_videoattentiontarget_layout(demo: DemoDatasets) -> None:
+def test_videoattentiontarget_layout(demo: vtd.demo.DemoDatasets) -> None:
     dataset = demo.videoattentiontarget
     assert dataset.train == tuple(f"Demo Show {i:02d}" for i in range(1, 5))
     assert dataset.test == ("Demo Show 05", "Demo Show 06")
@@ -149,7 +144,7 @@ def test_videoattentiontarget_layout(demo: DemoDatasets) -> None:
                     assert (image.format, image.size) == ("JPEG", (192, 108))
 
 
-def test_boxes_hold_the_head_and_gaze_points_land_on_objects(demo: DemoDatasets) -> None:
+def test_boxes_hold_the_head_and_gaze_points_land_on_objects(demo: vtd.demo.DemoDatasets) -> None:
     object_colours = np.array(OBJECT_COLOURS)
     n_frames = n_out = 0
     for annotation, images, values, (width, height) in _clips(demo):
@@ -174,7 +169,7 @@ def test_boxes_hold_the_head_and_gaze_points_land_on_objects(demo: DemoDatasets)
     assert 0.05 < n_out / n_frames < 0.4
 
 
-def test_gaze_moves_between_objects_within_clips(demo: DemoDatasets) -> None:
+def test_gaze_moves_between_objects_within_clips(demo: vtd.demo.DemoDatasets) -> None:
     moving = 0
     clips = _clips(demo)
     for _, _, values, _ in clips:
@@ -196,7 +191,7 @@ def _face_offset(pixels: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.array([xs.mean() - (x1 - x0 - 1) / 2, ys.mean() - (y1 - y0 - 1) / 2])
 
 
-def test_face_turns_towards_the_gaze_target(demo: DemoDatasets) -> None:
+def test_face_turns_towards_the_gaze_target(demo: vtd.demo.DemoDatasets) -> None:
     agree = in_frame = 0
     face_heights: dict[bool, list[float]] = {True: [], False: []}
     for _, images, values, _ in _clips(demo)[::2]:
@@ -223,55 +218,55 @@ def test_face_turns_towards_the_gaze_target(demo: DemoDatasets) -> None:
 def test_generate_refuses_a_folder_with_files(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
-        generate_demo(tmp_path, SMALL)
+        vtd.demo.generate_demo(tmp_path, SMALL)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValidationError, match="max_frames"):
-        DemoConfig(min_frames=20, max_frames=10)
+        vtd.demo.DemoConfig(min_frames=20, max_frames=10)
     with pytest.raises(ValidationError, match="extra"):
-        DemoConfig(sed=1)
+        vtd.demo.DemoConfig(sed=1)
     with pytest.raises(ValidationError):
-        DemoConfig(objects=1)
+        vtd.demo.DemoConfig(objects=1)
 
 
 def test_ensure_demo_generates_once_and_reuses(tmp_path: Path) -> None:
-    first = ensure_demo(tmp_path, SMALL)
-    assert first.root == tmp_path / demo_folder_name(SMALL)
+    first = vtd.demo.ensure_demo(tmp_path, SMALL)
+    assert first.root == tmp_path / vtd.demo.demo_folder_name(SMALL)
     assert first.root.name.startswith(f"demo-v{GENERATOR_VERSION}-")
     manifest = first.root / MANIFEST_NAME
     assert json.loads(manifest.read_text())["config"]["seed"] == 3
     stamp = manifest.stat().st_mtime_ns, manifest.stat().st_ino
-    again = ensure_demo(tmp_path, SMALL)
+    again = vtd.demo.ensure_demo(tmp_path, SMALL)
     assert again == first
     assert (manifest.stat().st_mtime_ns, manifest.stat().st_ino) == stamp
-    other = ensure_demo(tmp_path, SMALL.model_copy(update={"seed": 4}))
+    other = vtd.demo.ensure_demo(tmp_path, SMALL.model_copy(update={"seed": 4}))
     assert other.root != first.root
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.root.name, other.root.name])
 
 
 def test_ensure_demo_rejects_a_folder_that_does_not_match(tmp_path: Path) -> None:
-    folder = tmp_path / demo_folder_name(SMALL)
+    folder = tmp_path / vtd.demo.demo_folder_name(SMALL)
     folder.mkdir()
-    with pytest.raises(DemoCacheError, match="delete the folder"):
-        ensure_demo(tmp_path, SMALL)
+    with pytest.raises(vtd.demo.DemoCacheError, match="delete the folder"):
+        vtd.demo.ensure_demo(tmp_path, SMALL)
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 def test_ensure_demo_is_safe_when_processes_race(tmp_path: Path) -> None:
     context = multiprocessing.get_context("fork")
     with context.Pool(3) as pool:
-        results = pool.starmap(ensure_demo, [(tmp_path, SMALL)] * 3)
-    assert {result.root for result in results} == {tmp_path / demo_folder_name(SMALL)}
+        results = pool.starmap(vtd.demo.ensure_demo, [(tmp_path, SMALL)] * 3)
+    assert {result.root for result in results} == {tmp_path / vtd.demo.demo_folder_name(SMALL)}
     # One complete copy, no staging folders left behind.
-    assert [path.name for path in tmp_path.iterdir()] == [demo_folder_name(SMALL)]
+    assert [path.name for path in tmp_path.iterdir()] == [vtd.demo.demo_folder_name(SMALL)]
     reference = tmp_path.parent / "reference"
-    generate_demo(reference, SMALL)
+    vtd.demo.generate_demo(reference, SMALL)
     assert _files(results[0].root) == _files(reference)
 
 
-def test_the_index_reads_both_demo_data_sets_as_written(demo: DemoDatasets) -> None:
+def test_the_index_reads_both_demo_data_sets_as_written(demo: vtd.demo.DemoDatasets) -> None:
     specs = [
         SourceSpec(root=demo.objectattention.root),
         SourceSpec(root=demo.videoattentiontarget.root),

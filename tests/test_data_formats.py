@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _data_factory import frame_specs, write_clip, write_image
+from _data_factory import frame_specs, write_image, write_train_clip
 
 from vtd.data import DataConfig, DataError, SourceSpec, build_index, chunk_loader, load_splits
 from vtd.data.images import ImageFolder, image_extensions
@@ -69,24 +69,8 @@ def test_head_boxes_are_smoothed_as_published():
 
 def test_format_is_detected_per_file_within_one_source(tmp_path):
     # One source holding both formats: a header file and a headerless one side by side.
-    write_clip(
-        tmp_path,
-        layout="objectattention",
-        subset="train",
-        show="S",
-        clip="a",
-        person="p",
-        frames=frame_specs(3),
-    )
-    write_clip(
-        tmp_path,
-        layout="videoattentiontarget",
-        subset="train",
-        show="S",
-        clip="b",
-        person="p",
-        frames=frame_specs(3),
-    )
+    write_train_clip(tmp_path, "objectattention", frame_specs(3), clip="a")
+    write_train_clip(tmp_path, "videoattentiontarget", frame_specs(3), clip="b")
     clips = build_index(SourceSpec(root=tmp_path))
     assert [clip.source for clip in clips] == ["objectattention", "videoattentiontarget"]
     assert [clip.frames[0].suffix for clip in clips] == [".ppm", ".jpg"]
@@ -109,17 +93,7 @@ def test_mixed_ppm_and_jpg_sources_in_one_split_from_a_one_line_config():
 def test_images_are_found_whatever_their_extension(tmp_path):
     # The annotation says .jpg (VideoAttentionTarget) but the frames were converted to .png.
     frames = frame_specs(3)
-    write_clip(
-        tmp_path,
-        layout="videoattentiontarget",
-        subset="train",
-        show="S",
-        clip="c",
-        person="p",
-        frames=frames,
-        extension=".jpg",
-        write_images=False,
-    )
+    write_train_clip(tmp_path, "videoattentiontarget", frames, extension=".jpg", write_images=False)
     for i, spec in enumerate(frames):
         write_image(tmp_path / "images" / "S" / "c" / f"{spec.name}.png", (64, 48), i)
     (tmp_path / "images" / "S" / "c" / "notes.txt").write_text("not an image")
@@ -160,15 +134,7 @@ def test_relative_roots_start_at_the_base_directory(tmp_path):
 def test_gaze_slightly_outside_is_moved_onto_the_border(tmp_path):
     frames = frame_specs(2, out_every=0)
     frames[0] = type(frames[0])(frames[0].name, frames[0].box, (-3.0, 50.0))
-    write_clip(
-        tmp_path,
-        layout="videoattentiontarget",
-        subset="train",
-        show="S",
-        clip="c",
-        person="p",
-        frames=frames,
-    )
+    write_train_clip(tmp_path, "videoattentiontarget", frames)
     clip = build_index(SourceSpec(root=tmp_path))[0]
     np.testing.assert_array_equal(clip.gaze[0], [0.0, 48.0])
     assert clip.inout.tolist() == [True, True]

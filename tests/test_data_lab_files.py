@@ -3,16 +3,24 @@ a header with spaces, `, ` between fields, no header, `00012.json` frame fields,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from _lab_data import LAB_HEADER, labelimg_frames, openpose_frames, write_lab_clip
+from _lab_data import LAB_HEADER, LabFrame, labelimg_frames, openpose_frames, write_lab_clip
 
 from vtd.data import DataConfig, DataError, SourceSpec, build_index
 from vtd.data.config import AnnotationFormat
 from vtd.data.formats._registry import FORMAT_NAMES
 from vtd.data.index import index_data
+
+
+def write_session_clip(root: Path, frames: Sequence[LabFrame], **options: Any) -> Path:
+    """`write_lab_clip` of one training session ("S1", setting "a"): the tests here read one
+    clip, and its session's name does not matter to them."""
+    return write_lab_clip(root, subset="train", session="S1", setting="a", frames=frames, **options)
 
 
 def test_the_labelimg_route_header_with_spaces_and_comma_space_fields(tmp_path: Path) -> None:
@@ -37,9 +45,7 @@ def test_the_labelimg_route_header_with_spaces_and_comma_space_fields(tmp_path: 
 
 
 def test_a_header_with_commas_and_fields_without_spaces(tmp_path: Path) -> None:
-    annotation = write_lab_clip(
-        tmp_path, subset="train", session="S1", setting="a", frames=labelimg_frames(3)
-    )
+    annotation = write_session_clip(tmp_path, labelimg_frames(3))
     lines = annotation.read_text().splitlines()
     comma_lines = [lines[0].replace(" ", ","), *(line.replace(", ", ",") for line in lines[1:])]
     annotation.write_text("\n".join(comma_lines) + "\n")
@@ -50,14 +56,7 @@ def test_a_header_with_commas_and_fields_without_spaces(tmp_path: Path) -> None:
 @pytest.mark.parametrize("format", ["auto", "objectattention"])
 def test_a_headerless_file_keeps_its_first_line_as_data(tmp_path: Path, format: str) -> None:
     # The lab's pandas reader (header=0) dropped this first frame; we read the file as written.
-    annotation = write_lab_clip(
-        tmp_path,
-        subset="train",
-        session="S1",
-        setting="a",
-        frames=labelimg_frames(3),
-        header=False,
-    )
+    annotation = write_session_clip(tmp_path, labelimg_frames(3), header=False)
     index = index_data(SourceSpec(root=tmp_path, format=format))
     [clip] = index.clips
     assert clip.lines == (1, 2, 3)
@@ -66,15 +65,7 @@ def test_a_headerless_file_keeps_its_first_line_as_data(tmp_path: Path, format: 
 
 
 def test_the_openpose_route_json_frame_fields_and_five_digit_names(tmp_path: Path) -> None:
-    annotation = write_lab_clip(
-        tmp_path,
-        subset="train",
-        session="S1",
-        setting="a",
-        frames=openpose_frames(3),
-        name="S01",
-        header=False,
-    )
+    annotation = write_session_clip(tmp_path, openpose_frames(3), name="S01", header=False)
     assert annotation.read_text().splitlines()[0] == "00000.json, 250, 60, 330, 166, 480.0, 330.5"
     [clip] = build_index(SourceSpec(root=tmp_path, format="objectattention"), smoothing_window=1)
     assert [path.name for path in clip.frames] == ["00000.ppm", "00001.ppm", "00002.ppm"]
@@ -82,14 +73,7 @@ def test_the_openpose_route_json_frame_fields_and_five_digit_names(tmp_path: Pat
 
 
 def test_a_none_row_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
-    annotation = write_lab_clip(
-        tmp_path,
-        subset="train",
-        session="S1",
-        setting="a",
-        frames=openpose_frames(4, no_head=[2]),
-        header=False,
-    )
+    annotation = write_session_clip(tmp_path, openpose_frames(4, no_head=[2]), header=False)
     assert annotation.read_text().splitlines()[2] == (
         "00002.json, None, None, None, None, 480.0, 330.5"
     )
@@ -102,14 +86,7 @@ def test_a_none_row_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
 
 
 def test_none_rows_are_skipped_and_counted_with_on_bad_frame_skip(tmp_path: Path) -> None:
-    annotation = write_lab_clip(
-        tmp_path,
-        subset="train",
-        session="S1",
-        setting="a",
-        frames=openpose_frames(5, no_head=[0, 3]),
-        header=False,
-    )
+    annotation = write_session_clip(tmp_path, openpose_frames(5, no_head=[0, 3]), header=False)
     config = DataConfig(sources=[str(tmp_path)], on_bad_frame="skip")
     index = index_data(config, ".")
     [clip] = index.clips
@@ -124,9 +101,7 @@ def test_none_rows_are_skipped_and_counted_with_on_bad_frame_skip(tmp_path: Path
 
 
 def test_an_explicit_format_never_guesses(tmp_path: Path) -> None:
-    annotation = write_lab_clip(
-        tmp_path, subset="train", session="S1", setting="a", frames=labelimg_frames(2)
-    )
+    annotation = write_session_clip(tmp_path, labelimg_frames(2))
     with pytest.raises(DataError) as caught:
         build_index(SourceSpec(root=tmp_path, format="videoattentiontarget"))
     assert (caught.value.path, caught.value.line) == (annotation, 1)

@@ -282,6 +282,13 @@ def test_every_frame_skipped_is_an_error(tmp_path: Path) -> None:
 # --- bad input ---------------------------------------------------------------------------------
 
 
+def _prepare_fails(source: Path, tmp_path: Path, error: str, **options: object) -> None:
+    """`prepare` of `source` for the target cup (and `options`) raises a DataError that
+    matches `error`."""
+    with pytest.raises(DataError, match=error):
+        prepare(source, tmp_path / "out", PrepareOptions(**{"target": "cup", **options}))
+
+
 def _prepare_with_xml(tmp_path: Path, xml: str, **options: object) -> None:
     source = _source(tmp_path, frames=2)
     (source / "P01" / "setting2" / "frame_1.xml").write_text(xml, encoding="utf-8")
@@ -297,74 +304,73 @@ def test_unknown_target_lists_the_objects_present(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_head_box(tmp_path: Path) -> None:
-    xml = XML.replace("<name>head</name>", "<name>face</name>")
-    with pytest.raises(
-        DataError,
-        match=r"setting2/frame_1.xml: no object named 'head'; objects here: book, bottle, cup, fa",
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_two_head_boxes(tmp_path: Path) -> None:
-    xml = XML.replace("<name>book</name>", "<name>head</name>")
-    with pytest.raises(DataError, match=r"frame_1.xml:50: 2 objects named 'head' \(lines 14, 50\)"):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_xml_that_does_not_parse(tmp_path: Path) -> None:
-    xml = XML.replace(
-        "</bndbox>\n\t</object>\n\t<object>\n\t\t<name>bottle",
-        "</bndbox>\n\t<object>\n\t\t<name>bottle",
-        1,
-    )
-    with pytest.raises(
-        DataError, match=r"setting2/frame_1.xml:\d+: not well-formed XML \(mismatched tag"
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_reversed_box(tmp_path: Path) -> None:
-    xml = XML.replace("<xmin>40</xmin>", "<xmin>55</xmin>")
-    with pytest.raises(
-        DataError, match=r"frame_1.xml:31: box of 'cup' is empty or reversed: xmin 55, xmax 50"
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_box_outside_the_image(tmp_path: Path) -> None:
-    xml = XML.replace("<xmax>50</xmax>", "<xmax>70</xmax>")
-    with pytest.raises(
-        DataError,
-        match=r"frame_1.xml:31: box of 'cup' \(40, 30, 70, 40\) lies outside the 64x48 image",
-    ):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_box_that_is_not_a_number(tmp_path: Path) -> None:
-    xml = XML.replace("<ymin>30</ymin>", "<ymin>thirty</ymin>")
-    with pytest.raises(DataError, match=r"frame_1.xml:33: <ymin> is 'thirty', not a number"):
-        _prepare_with_xml(tmp_path, xml)
-
-
-def test_xml_size_differs_from_the_frames(tmp_path: Path) -> None:
-    xml = XML.replace("<width>64</width>", "<width>640</width>").replace(
-        "<height>48</height>", "<height>480</height>"
-    )
-    with pytest.raises(
-        DataError, match=r"frame_1.xml: annotated for 640x480 images but frame_1.ppm is 64x48"
-    ):
+# Each case edits the one good XML file (every edited text stands in it once) and names the
+# error prepare must raise: the file, and the line where one is known.
+@pytest.mark.parametrize(
+    ("edits", "error"),
+    [
+        (
+            [("<name>head</name>", "<name>face</name>")],
+            r"setting2/frame_1.xml: no object named 'head'; objects here: book, bottle, cup, fa",
+        ),
+        (
+            [("<name>book</name>", "<name>head</name>")],
+            r"frame_1.xml:50: 2 objects named 'head' \(lines 14, 50\)",
+        ),
+        (
+            [
+                (
+                    "</bndbox>\n\t</object>\n\t<object>\n\t\t<name>bottle",
+                    "</bndbox>\n\t<object>\n\t\t<name>bottle",
+                )
+            ],
+            r"setting2/frame_1.xml:\d+: not well-formed XML \(mismatched tag",
+        ),
+        (
+            [("<xmin>40</xmin>", "<xmin>55</xmin>")],
+            r"frame_1.xml:31: box of 'cup' is empty or reversed: xmin 55, xmax 50",
+        ),
+        (
+            [("<xmax>50</xmax>", "<xmax>70</xmax>")],
+            r"frame_1.xml:31: box of 'cup' \(40, 30, 70, 40\) lies outside the 64x48 image",
+        ),
+        (
+            [("<ymin>30</ymin>", "<ymin>thirty</ymin>")],
+            r"frame_1.xml:33: <ymin> is 'thirty', not a number",
+        ),
+        (
+            [
+                ("<width>64</width>", "<width>640</width>"),
+                ("<height>48</height>", "<height>480</height>"),
+            ],
+            r"frame_1.xml: annotated for 640x480 images but frame_1.ppm is 64x48",
+        ),
+    ],
+    ids=[
+        "missing_head_box",
+        "two_head_boxes",
+        "xml_that_does_not_parse",
+        "reversed_box",
+        "box_outside_the_image",
+        "box_that_is_not_a_number",
+        "xml_size_differs_from_the_frames",
+    ],
+)
+def test_a_bad_xml_file_is_an_error_naming_it(
+    tmp_path: Path, edits: list[tuple[str, str]], error: str
+) -> None:
+    xml = XML
+    for old, new in edits:
+        xml = xml.replace(old, new, 1)
+    with pytest.raises(DataError, match=error):
         _prepare_with_xml(tmp_path, xml)
 
 
 def test_frame_listed_twice(tmp_path: Path) -> None:
     source = _source(tmp_path, frames=2)
     _write_frames(source / "P01" / "setting2", 1, suffix=".jpg")
-    with pytest.raises(
-        DataError,
-        match=r"setting2/frame_1.ppm: frame 'frame_1' listed twice: frame_1.jpg and frame_1.ppm",
-    ):
-        prepare(source, tmp_path / "out", PrepareOptions(target="cup"))
+    error = r"setting2/frame_1.ppm: frame 'frame_1' listed twice: frame_1.jpg and frame_1.ppm"
+    _prepare_fails(source, tmp_path, error)
 
 
 def test_keypoint_file_listed_twice(tmp_path: Path) -> None:
@@ -373,20 +379,14 @@ def test_keypoint_file_listed_twice(tmp_path: Path) -> None:
         _keypoints(source / session / setting)
     folder = source / "P01" / "setting1"
     shutil.copy(folder / "frame_2_keypoints.json", folder / "frame_2.json")
-    with pytest.raises(
-        DataError,
-        match=r"frame_2.json: frame 'frame_2' listed twice: frame_2_keypoints.json and frame_2",
-    ):
-        prepare(source, tmp_path / "out", PrepareOptions(target="cup", head_source="openpose"))
+    error = r"frame_2.json: frame 'frame_2' listed twice: frame_2_keypoints.json and frame_2"
+    _prepare_fails(source, tmp_path, error, head_source="openpose")
 
 
 def test_missing_keypoint_file(tmp_path: Path) -> None:
     source = _source(tmp_path, frames=2)
-    with pytest.raises(
-        DataError,
-        match=r"frame_1.ppm: no OpenPose file for frame frame_1.ppm \(frame_1_keypoints.json\)",
-    ):
-        prepare(source, tmp_path / "out", PrepareOptions(target="cup", head_source="openpose"))
+    error = r"frame_1.ppm: no OpenPose file for frame frame_1.ppm \(frame_1_keypoints.json\)"
+    _prepare_fails(source, tmp_path, error, head_source="openpose")
 
 
 def test_keypoint_file_that_is_not_json_or_not_body_25(tmp_path: Path) -> None:
@@ -408,14 +408,12 @@ def test_keypoint_file_that_is_not_json_or_not_body_25(tmp_path: Path) -> None:
 def test_folder_without_exactly_one_xml(tmp_path: Path) -> None:
     source = _source(tmp_path, frames=1)
     (source / "P02" / "setting1" / "frame_1.xml").unlink()
-    with pytest.raises(
-        DataError, match=r"P02/setting1: expected one labelImg XML file in this folder, found 0"
-    ):
-        prepare(source, tmp_path / "out", PrepareOptions(target="cup"))
+    _prepare_fails(
+        source, tmp_path, r"P02/setting1: expected one labelImg XML file in this folder, found 0"
+    )
     (source / "P02" / "setting1" / "a.xml").write_text(XML)
     (source / "P02" / "setting1" / "b.xml").write_text(XML)
-    with pytest.raises(DataError, match=r"found 2 \(a.xml, b.xml\)"):
-        prepare(source, tmp_path / "out", PrepareOptions(target="cup"))
+    _prepare_fails(source, tmp_path, r"found 2 \(a.xml, b.xml\)")
 
 
 def test_targets_file_errors(tmp_path: Path) -> None:
@@ -455,15 +453,13 @@ def test_read_targets_returns_none_for_out_of_frame() -> None:
 def test_unreadable_image_and_missing_source(tmp_path: Path) -> None:
     source = _source(tmp_path, frames=2)
     (source / "P01" / "setting2" / "frame_2.ppm").write_bytes(b"P6 not really")
-    with pytest.raises(DataError, match=r"setting2/frame_2.ppm: cannot read image"):
-        prepare(source, tmp_path / "out", PrepareOptions(target="cup"))
+    _prepare_fails(source, tmp_path, r"setting2/frame_2.ppm: cannot read image")
     with pytest.raises(DataError, match=r"nowhere: source folder not found"):
         prepare(tmp_path / "nowhere", tmp_path / "out", PrepareOptions(target="cup"))
     with pytest.raises(DataError, match="must not lie inside the source"):
         prepare(source, source / "out", PrepareOptions(target="cup"))
     (source / "P03").mkdir()
-    with pytest.raises(DataError, match=r"raw/P03: no <setting> folders in this session folder"):
-        prepare(source, tmp_path / "out", PrepareOptions(target="cup"))
+    _prepare_fails(source, tmp_path, r"raw/P03: no <setting> folders in this session folder")
 
 
 def test_options_need_exactly_one_target_source() -> None:

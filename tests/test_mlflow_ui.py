@@ -24,28 +24,16 @@ from pathlib import Path
 import psutil
 import pytest
 from _services import chromium_command, mlflow_server
+from _sweepfiles import demo_yaml, sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 from mlflow import MlflowClient
 
-SWEEP = """\
-study: ui-study
-sampler: grid
-tracking_uri: {tracking_uri}
-training:
-  model: {{variant: small}}
-  epochs: 1
-  device: cpu
-search_space:
-  lr: [1.0e-4, 3.0e-4, 1.0e-3]
-demo:
-  seed: 2
-  min_frames: 8
-  max_frames: 8
-  objectattention: {{train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}}
-  videoattentiontarget: {{train_shows: 1, test_shows: 1, clips_per_show: 1, width: 96, height: 64}}
-data:
-  sources: [objectattention]
-  validation: {{groups: 1}}
-"""
+
+def ui_sweep_yaml(tracking_uri: str) -> str:
+    space = {"lr": ["1.0e-4", "3.0e-4", "1.0e-3"]}
+    return sweep_yaml("ui-study", space, tracking_uri=tracking_uri, demo=demo_yaml(2))
+
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -77,13 +65,8 @@ def test_the_trials_view_lists_each_trial_with_its_auc(tmp_path: Path) -> None:
         project = tmp_path / "project"
         project.mkdir()
         path = project / "sweep.yaml"
-        path.write_text(SWEEP.format(tracking_uri=server))
-        done = subprocess.run(
-            [sys.executable, "-m", "vtd.cli", "run", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        path.write_text(ui_sweep_yaml(server))
+        done = run_vtd_sweep("run", path, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
 
         client = MlflowClient(tracking_uri=server)
@@ -96,12 +79,7 @@ def test_the_trials_view_lists_each_trial_with_its_auc(tmp_path: Path) -> None:
         ]
         assert len(runs) == 3 and all(run.info.status == "FINISHED" for run in runs)
 
-        shown = subprocess.run(
-            [sys.executable, "-m", "vtd.cli", "ui", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        shown = run_vtd_sweep("ui", path, timeout=120)
         assert shown.returncode == 0, shown.stderr
         link = f"{server}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=trials"
         assert link in shown.stdout.replace("\n", "")

@@ -219,12 +219,7 @@ def test_openpose_boxes_are_the_labs_to_the_pixel(tmp_path: Path) -> None:
     assert [image.name for image in images] == [f"{n:05d}.ppm" for n in range(6)]
     # Shiva (red 51): mustard (green 101) raw frames 0, 2, 4, then pringles' (green 100).
     assert [_colour(image) for image in images] == [
-        (51, 101, 0),
-        (51, 101, 2),
-        (51, 101, 4),
-        (51, 100, 0),
-        (51, 100, 2),
-        (51, 100, 4),
+        (51, green, raw_frame) for green in (101, 100) for raw_frame in (0, 2, 4)
     ]
     source = raw / "Shiva" / SESSION / SETTING / "pringles" / "rgb_input" / "00000004.ppm"
     assert images[5].read_bytes() == source.read_bytes()

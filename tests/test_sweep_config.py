@@ -6,26 +6,21 @@ import re
 from pathlib import Path
 
 import pytest
+from _sweepfiles import files_sweep_yaml
 
 from vtd.sweep.plan.config import SweepFileError, load_sweep
 from vtd.sweep.plan.space import apply_params
 
-GOOD = """\
-study: grid-test
-sampler: grid
-repeats: 2
-data:
-  sources: [data/objectattention]
-  validation: {groups: 1}
-training:
-  model: {variant: small}
-  epochs: 2
-  lr: 1e-4
-search_space:
-  batch_size: [2, 4, 8]
-  chunk_size: [2, 3]
-  initial_weights: [fresh, weights/start.pt]
-"""
+GOOD = files_sweep_yaml(
+    "grid-test",
+    {
+        "batch_size": [2, 4, 8],
+        "chunk_size": [2, 3],
+        "initial_weights": ["fresh", "weights/start.pt"],
+    },
+    repeats=2,
+    training={"epochs": 2, "lr": "1e-4"},
+)
 
 
 def write(folder: Path, text: str, name: str = "sweep.yaml") -> Path:

@@ -33,6 +33,8 @@ import optuna
 import psutil
 import pytest
 from _services import PostgresServer, mlflow_server, postgres_server, stop_group
+from _sweepfiles import SMALL_GRID, demo_yaml, files_sweep_yaml, sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -51,20 +53,7 @@ from vtd.sweep.store.storage import (
 )
 from vtd.sweep.store.study import StudyError, claim_next, open_sweep_study
 
-SMALL = """\
-study: beats
-sampler: grid
-heartbeat: {interval_s: 1, grace_s: 2}
-data:
-  sources: [data/objectattention]
-  validation: {groups: 1}
-training:
-  model: {variant: small}
-  epochs: 1
-search_space:
-  batch_size: [2, 4]
-  chunk_size: [2, 3]
-"""
+SMALL = files_sweep_yaml("beats", SMALL_GRID, heartbeat={"interval_s": 1, "grace_s": 2})
 
 
 def _write_data(folder: Path) -> None:
@@ -324,28 +313,12 @@ def test_workers_per_gpu_and_threads_per_cpu_worker() -> None:
 
 
 # --- three workers, one killed ------------------------------------------------------------
-GRID = """\
-study: shared
-sampler: grid
-heartbeat: {interval_s: 1, grace_s: 6}
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  batch_size: [1, 2]
-  chunk_size: [2, 4]
-  lr: [1.0e-4, 2.0e-4, 3.0e-4]
-demo:
-  seed: 1
-  min_frames: 8
-  max_frames: 8
-  objectattention: {train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}
-  videoattentiontarget: {train_shows: 1, test_shows: 1, clips_per_show: 2, width: 96, height: 64}
-data:
-  sources: [objectattention]
-  validation: {groups: 1}
-"""
+GRID = sweep_yaml(
+    "shared",
+    {"batch_size": [1, 2], "chunk_size": [2, 4], "lr": ["1.0e-4", "2.0e-4", "3.0e-4"]},
+    heartbeat={"interval_s": 1, "grace_s": 6},
+    demo=demo_yaml(videoattentiontarget={"clips_per_show": 2}),
+)
 CELLS = 12
 WORKERS = 3
 
@@ -537,12 +510,7 @@ def test_run_gpus_starts_one_pinned_worker_per_gpu(tmp_path: Path, demo_cache: P
     (project / ".cache").symlink_to(demo_cache, target_is_directory=True)
     path = project / "sweep.yaml"
     path.write_text(GRID.replace("lr: [1.0e-4, 2.0e-4, 3.0e-4]", "lr: [1.0e-4, 2.0e-4]"))
-    done = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path), "--gpus", "0,1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_vtd_sweep("run", path, "--gpus", "0,1", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = load_sweep(path)
     trials = open_sweep_study(sweep, create=False).study.get_trials()

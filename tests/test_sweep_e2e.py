@@ -21,6 +21,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from _sweepfiles import demo_yaml, sweep_yaml
+from _vtd_sweep import run_vtd_sweep
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -29,55 +31,26 @@ from vtd.sweep.plan.config import Sweep, load_sweep
 from vtd.sweep.reporting.results import epochs_frame, trials_frame
 from vtd.sweep.store.study import open_sweep_study
 
-TINY_DEMO = """\
-demo:
-  seed: 1
-  min_frames: 8
-  max_frames: 8
-  objectattention: {train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}
-  videoattentiontarget: {train_shows: 1, test_shows: 1, clips_per_show: 2, width: 96, height: 64}
-demo_pretrained: {epochs: 1, batch_size: 2, chunk_size: 4}
-data:
-  sources: [objectattention]
-  validation: {groups: 1}
-"""
-
-OUTCOMES = (
-    """\
-study: outcomes
-sampler: grid
-memory_cap_mb: 1500
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  lr: [1.0e-4, 2.0e-4, 3.0e-4, 4.0e-4, 5.0e-4, 6.0e-4, 7.0e-4]
-  batch_size: [1, 2]
-faults:
-  - {kind: cuda_oom, epoch: 0, when: {lr: 1.0e-4}}
-  - {kind: memory_cap, epoch: 0, when: {lr: 2.0e-4}}
-  - {kind: host_oom, epoch: 0, when: {lr: 3.0e-4}}
-  - {kind: exception, epoch: 0, when: {lr: 4.0e-4}}
-  - {kind: sigkill, epoch: 0, when: {lr: 5.0e-4}}
-  - {kind: exit, epoch: 0, exit_code: 7, when: {lr: 6.0e-4}}
-"""
-    + TINY_DEMO
+# The demo data of every sweep here; `demo_pretrained` trains the demo-pretrained weights fast.
+TINY_DEMO = demo_yaml(
+    videoattentiontarget={"clips_per_show": 2},
+    demo_pretrained={"epochs": 1, "batch_size": 2, "chunk_size": 4},
 )
 
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One demo data cache (and demo-pretrained checkpoint) for every test here."""
-    return tmp_path_factory.mktemp("sweep-cache")
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow database, migrated once (a new one costs about 1.5 s of migrations)."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+OUTCOMES = sweep_yaml(
+    "outcomes",
+    {"lr": [f"{n}.0e-4" for n in range(1, 8)], "batch_size": [1, 2]},
+    memory_cap_mb=1500,
+    faults=[
+        {"kind": "cuda_oom", "epoch": 0, "when": {"lr": "1.0e-4"}},
+        {"kind": "memory_cap", "epoch": 0, "when": {"lr": "2.0e-4"}},
+        {"kind": "host_oom", "epoch": 0, "when": {"lr": "3.0e-4"}},
+        {"kind": "exception", "epoch": 0, "when": {"lr": "4.0e-4"}},
+        {"kind": "sigkill", "epoch": 0, "when": {"lr": "5.0e-4"}},
+        {"kind": "exit", "epoch": 0, "exit_code": 7, "when": {"lr": "6.0e-4"}},
+    ],
+    demo=TINY_DEMO,
+)
 
 
 def make_sweep(folder: Path, text: str, cache: Path, mlflow_db: Path) -> Path:
@@ -177,20 +150,13 @@ def test_every_outcome_for_real(tmp_path: Path, shared_cache: Path, mlflow_templ
     assert all(item.origin == "retry" and len(item.retry_of) == 1 for item in again.queued)
 
 
-SAMPLED = (
-    """\
-study: sampled
-sampler: {name: random, seed: 3}
-n_trials: 5
-repeats: 2
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  model.lstm_dropout: [0.0, 0.5]
-"""
-    + TINY_DEMO
+SAMPLED = sweep_yaml(
+    "sampled",
+    {"model.lstm_dropout": [0.0, 0.5]},
+    sampler={"name": "random", "seed": 3},
+    n_trials=5,
+    repeats=2,
+    demo=TINY_DEMO,
 )
 
 
@@ -219,20 +185,13 @@ def test_sampled_configurations_run_once_per_seed(
     assert again.queued == [] and again.to_sample == 0
 
 
-PRUNED = (
-    """\
-study: pruned
-sampler: grid
-objective: {metric: dist}
-pruner: {name: median, n_startup_trials: 1}
-training:
-  model: {variant: small}
-  epochs: 3
-  device: cpu
-search_space:
-  lr: [1.0e-4]
-"""
-    + TINY_DEMO
+PRUNED = sweep_yaml(
+    "pruned",
+    {"lr": ["1.0e-4"]},
+    objective={"metric": "dist"},
+    pruner={"name": "median", "n_startup_trials": 1},
+    training={"epochs": 3},
+    demo=TINY_DEMO,
 )
 
 
@@ -259,19 +218,11 @@ def test_the_pruner_stops_a_trial_after_the_epoch_it_judged(
     assert [metric.step for metric in history] == [0, 1]  # epoch 0 logged, never judged
 
 
-GRID = (
-    """\
-study: grid
-sampler: grid
-training:
-  model: {variant: small}
-  epochs: 2
-  device: cpu
-search_space:
-  batch_size: [1, 2]
-  initial_weights: [fresh, demo-pretrained]
-"""
-    + TINY_DEMO
+GRID = sweep_yaml(
+    "grid",
+    {"batch_size": [1, 2], "initial_weights": ["fresh", "demo-pretrained"]},
+    training={"epochs": 2},
+    demo=TINY_DEMO,
 )
 
 
@@ -309,12 +260,7 @@ def test_two_workers_run_every_cell_once(
         + "repeats: 2\n"
     )
     path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
-    done = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path), "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_vtd_sweep("run", path, "--workers", "2", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = load_sweep(path)
     trials = trials_frame(sweep)
@@ -418,20 +364,12 @@ def test_force_new_replaces_a_changed_study(tmp_path: Path, mlflow_template: Pat
     assert "replaced" in names and any(name.startswith("replaced.replaced-") for name in names)
 
 
-NAN_LOSS = (
-    """\
-study: diverged
-sampler: grid
-training:
-  model: {variant: small}
-  epochs: 2
-  device: cpu
-search_space:
-  lr: [1.0e-4, 2.0e-4]
-faults:
-  - {kind: nan_loss, epoch: 2, when: {lr: 1.0e-4}}
-"""
-    + TINY_DEMO
+NAN_LOSS = sweep_yaml(
+    "diverged",
+    {"lr": ["1.0e-4", "2.0e-4"]},
+    training={"epochs": 2},
+    faults=[{"kind": "nan_loss", "epoch": 2, "when": {"lr": "1.0e-4"}}],
+    demo=TINY_DEMO,
 )
 
 
@@ -472,19 +410,12 @@ def test_a_nan_loss_ends_the_trial_failed_through_the_cli(
     assert f"{mine.loc[selected, 'val_dist']:.3f}" in cells
 
 
-ONE_CELL = (
-    """\
-study: survive
-sampler: grid
-heartbeat: {interval_s: 1, grace_s: 600}
-training:
-  model: {variant: small}
-  epochs: 2
-  device: cpu
-search_space:
-  lr: [1.0e-4]
-"""
-    + TINY_DEMO
+ONE_CELL = sweep_yaml(
+    "survive",
+    {"lr": ["1.0e-4"]},
+    heartbeat={"interval_s": 1, "grace_s": 600},
+    training={"epochs": 2},
+    demo=TINY_DEMO,
 )
 
 
@@ -531,12 +462,7 @@ def test_ctrl_c_a_killed_worker_and_resume_small(
     else:
         killed.wait(10)
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    resumed = run_vtd_sweep("run", path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     study = open_sweep_study(sweep, create=False).study
     states = [(t.number, t.state) for t in study.trials]
@@ -550,11 +476,6 @@ def test_ctrl_c_a_killed_worker_and_resume_small(
     runs = mlflow_runs(sweep)
     assert [runs[n].info.status for n in (0, 1, 2)] == ["KILLED", "KILLED", "FINISHED"]
 
-    again = subprocess.run(
-        [sys.executable, "-m", "vtd.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = run_vtd_sweep("run", path, timeout=600)
     assert again.returncode == 0 and "0 trial(s) to run" in again.stdout
     assert len(open_sweep_study(sweep, create=False).study.trials) == 3

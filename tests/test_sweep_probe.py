@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from _sweepfiles import demo_yaml, sweep_yaml, write_sweep
 from optuna.trial import TrialState
 
 from vtd.sweep.execute.probe import (
@@ -24,44 +25,22 @@ from vtd.sweep.execute.probe import (
 from vtd.sweep.plan.config import load_sweep
 from vtd.sweep.store.queue import current_device
 
-# Clips of 16 frames, 8 training clips (two sessions of 4; one more held out for validation),
-# so that batch 8 x chunk 16 fills a whole chunk with 128 frames.
-SWEEP = """\
-study: probe-test
-sampler: grid
-memory_cap_mb: {cap}
-demo:
-  seed: 3
-  min_frames: 16
-  max_frames: 16
-  objectattention: {{train_shows: 3, test_shows: 1, clips_per_show: 4, width: 96, height: 72}}
-  videoattentiontarget: {{train_shows: 1, test_shows: 1, clips_per_show: 1, width: 96, height: 64}}
-data:
-  sources: [objectattention]
-  validation: {{groups: 1}}
-training:
-  model: {{variant: small}}
-  epochs: 1
-  device: cpu
-search_space:
-  batch_size: [2, 8]
-  chunk_size: [{chunks}]
-{extra}"""
-
 # Peak RSS of a probe's training step, measured on this machine: batch 2 x chunk 2 676 MB,
 # 2 x 16 843 MB, 8 x 2 710 MB, 8 x 16 1183 MB (torch and the model alone: ~0.65 GB).
 CAP_MB = 1000
 
 
-def _sweep_file(folder: Path, chunks: str = "2, 16", extra: str = "") -> Path:
-    path = folder / "sweep.yaml"
-    path.write_text(SWEEP.format(cap=CAP_MB, chunks=chunks, extra=extra))
-    return path
+def _sweep_file(folder: Path, chunks: tuple[int, ...] = (2, 16), **more_space: object) -> Path:
+    space = {"batch_size": [2, 8], "chunk_size": list(chunks), **more_space}
+    # Clips of 16 frames, 8 training clips (two sessions of 4; one more held out for validation),
+    # so that batch 8 x chunk 16 fills a whole chunk with 128 frames.
+    demo = demo_yaml(3, frames=16, objectattention={"train_shows": 3, "clips_per_show": 4})
+    return write_sweep(folder, sweep_yaml("probe-test", space, memory_cap_mb=CAP_MB, demo=demo))
 
 
 def test_cells_largest_first_weights_probed_once(tmp_path: Path) -> None:
-    extra = "  initial_weights: [fresh, demo-pretrained]\n"
-    cells = probe_cells(load_sweep(_sweep_file(tmp_path, extra=extra)))
+    weights = ["fresh", "demo-pretrained"]
+    cells = probe_cells(load_sweep(_sweep_file(tmp_path, initial_weights=weights)))
     assert [(cell.batch_size, cell.chunk_size) for cell in cells] == [
         (8, 16),
         (2, 16),
@@ -78,10 +57,10 @@ def test_cells_largest_first_weights_probed_once(tmp_path: Path) -> None:
 
 
 def test_a_failing_cell_dominates_bigger_ones_of_its_context(tmp_path: Path) -> None:
-    extra = "  lr: [1.0e-4, 2.0e-4]\n"
+    lrs = ["1.0e-4", "2.0e-4"]
     cells = {
         (cell.batch_size, cell.chunk_size, cell.config.lr): cell
-        for cell in probe_cells(load_sweep(_sweep_file(tmp_path, extra=extra)))
+        for cell in probe_cells(load_sweep(_sweep_file(tmp_path, lr=lrs)))
     }
     failed = [CellProbe(cells[(2, 16, 1.0e-4)], "out_of_memory")]
     assert dominating_failure(cells[(8, 16, 1.0e-4)], failed) is failed[0]
@@ -118,7 +97,7 @@ def test_run_probe_prunes_the_cell_over_the_cap_before_any_trial(
 
     # Two cells, to stay within the test timeout on a loaded machine: three probe processes
     # (the big cell's training step fails, so its evaluation step is not run) and one trial.
-    path = _sweep_file(tmp_path, chunks="16")
+    path = _sweep_file(tmp_path, chunks=(16,))
     assert main(["run", str(path), "--probe"]) == 0
     out = capsys.readouterr().out
     print(out)  # the probe's table, with its figures, for the record (pytest -s)

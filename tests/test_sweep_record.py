@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from mlflow import MlflowClient
+from _sweepfiles import sweep_yaml
 from optuna.trial import TrialState, create_trial
 
 from tests.test_sweep_e2e import TINY_DEMO, make_sweep, mlflow_runs
@@ -23,35 +23,25 @@ from vtd.sweep.reporting.results import trials_frame
 from vtd.sweep.store import record
 from vtd.sweep.store.outcome import TrialFacts, decide_outcome
 from vtd.sweep.store.queue import out_of_memory_to_retry, wait_for_original
-from vtd.sweep.store.record import (
-    Complete,
-    Device,
-    DuplicateOf,
-    Failed,
-    Interrupted,
-    Lost,
-    OutOfMemory,
-    StoppedByPruner,
-)
 from vtd.sweep.store.study import open_sweep_study
 from vtd.sweep.store.words import describe, oom_figure, short_words
 
 GB = 2**30
 MB = 2**20
-A100 = Device("NVIDIA A100-SXM4-80GB", 80 * GB, 512 * GB, 6 * GB)
+A100 = record.Device("NVIDIA A100-SXM4-80GB", 80 * GB, 512 * GB, 6 * GB)
 
 EVERY_OUTCOME = [
-    Complete(3),
-    StoppedByPruner(2, "median pruner", 2),
-    OutOfMemory("cuda", A100, 2 * GB, 79 * GB, 80 * GB, batch_size=16, chunk_size=4),
-    OutOfMemory("kernel_killed", A100, peak_bytes=31 * GB, limit_bytes=32 * GB, message="m"),
-    OutOfMemory("dominated_by", dominated_by=4, batch_size=8, chunk_size=4, injected=True),
-    OutOfMemory("probed", A100, requested_bytes=GB),
-    DuplicateOf(2, "PRUNED", "out-of-memory (CUDA) at batch 8, chunk 4"),
-    Failed("ValueError", "bad\nsecond line", log_tail="tail"),
-    Failed(signal="SIGKILL", exit_code=-9, peak_bytes=GB, injected=True),
-    Interrupted(),
-    Lost("host:12"),
+    record.Complete(3),
+    record.StoppedByPruner(2, "median pruner", 2),
+    record.OutOfMemory("cuda", A100, 2 * GB, 79 * GB, 80 * GB, batch_size=16, chunk_size=4),
+    record.OutOfMemory("kernel_killed", A100, peak_bytes=31 * GB, limit_bytes=32 * GB, message="m"),
+    record.OutOfMemory("dominated_by", dominated_by=4, batch_size=8, chunk_size=4, injected=True),
+    record.OutOfMemory("probed", A100, requested_bytes=GB),
+    record.DuplicateOf(2, "PRUNED", "out-of-memory (CUDA) at batch 8, chunk 4"),
+    record.Failed("ValueError", "bad\nsecond line", log_tail="tail"),
+    record.Failed(signal="SIGKILL", exit_code=-9, peak_bytes=GB, injected=True),
+    record.Interrupted(),
+    record.Lost("host:12"),
 ]
 
 
@@ -73,7 +63,9 @@ def test_injected_outcomes_say_so_in_reason_figure_and_short_words() -> None:
         injected = getattr(outcome, "injected", False)
         assert ("(injected)" in describe(outcome)) == injected, outcome
         assert ("(injected)" in short_words(outcome, 30)) == injected, outcome
-    cuda = OutOfMemory("cuda", requested_bytes=2 * GB, injected=True, batch_size=1, chunk_size=3)
+    cuda = record.OutOfMemory(
+        "cuda", requested_bytes=2 * GB, injected=True, batch_size=1, chunk_size=3
+    )
     assert oom_figure(cuda) == "CUDA: tried to allocate 2.0 GB (injected)"
     assert record.outcome_attrs(cuda, "")["injected"] is True
 
@@ -130,16 +122,16 @@ def test_a_sigkill_with_evidence_of_the_oom_killer_is_host_out_of_memory() -> No
     )
     outcome, value = decide_outcome(reported, facts())
     assert value is None and record.state_of(outcome) == "PRUNED"
-    assert isinstance(outcome, OutOfMemory) and outcome.kind == "kernel_killed"
+    assert isinstance(outcome, record.OutOfMemory) and outcome.kind == "kernel_killed"
     assert outcome.peak_bytes == 30_900 * MB and outcome.limit_bytes == 32_000 * MB
-    assert outcome.device == Device(host_total_bytes=32_000 * MB)
+    assert outcome.device == record.Device(host_total_bytes=32_000 * MB)
     assert "oom_kill count rose" in describe(outcome)
 
 
 def test_a_sigkill_without_evidence_fails_naming_the_signal_and_the_peak() -> None:
     reported = ProcessOutcome(status="died", exit_code=-9, peak_rss_mb=2048.0)
     outcome, _ = decide_outcome(reported, facts())
-    assert outcome == Failed(
+    assert outcome == record.Failed(
         signal="SIGKILL", exit_code=-9, log_tail="last lines", peak_bytes=2 * GB
     )
     assert describe(outcome).startswith("failed: trial process killed by SIGKILL")
@@ -151,18 +143,18 @@ def test_an_injected_fault_marks_only_the_outcome_it_causes() -> None:
     # killed before epoch 2 was reported: the injected kill
     killed = ProcessOutcome(status="died", exit_code=-9, records=[epoch(1, 0.6)])
     outcome, _ = decide_outcome(killed, facts(faults=crash))
-    assert isinstance(outcome, Failed) and outcome.injected
+    assert isinstance(outcome, record.Failed) and outcome.injected
     # an error of its own at epoch 1, before the fault: not injected
     error = {"type": "ValueError", "message": "nan", "kind": "error"}
     failed = ProcessOutcome(status="error", error=error)
     outcome, _ = decide_outcome(failed, facts(faults=crash))
-    assert isinstance(outcome, Failed) and not outcome.injected
+    assert isinstance(outcome, record.Failed) and not outcome.injected
     oom = {"kind": "cuda_oom", "type": "OutOfMemoryError", "message": "CUDA out of memory."}
     reported = ProcessOutcome(status="cuda_oom", error={**oom, "requested_bytes": GB})
     outcome, _ = decide_outcome(reported, facts(faults=(FaultConfig(kind="cuda_oom", epoch=0),)))
-    assert outcome == OutOfMemory(
+    assert outcome == record.OutOfMemory(
         "cuda",
-        Device(),
+        record.Device(),
         requested_bytes=GB,
         message="CUDA out of memory.",
         injected=True,
@@ -174,10 +166,10 @@ def test_an_injected_fault_marks_only_the_outcome_it_causes() -> None:
 def test_complete_and_pruned_trials_carry_the_objective() -> None:
     records = [epoch(1, 0.6), epoch(2, 0.8), epoch(3, 0.7)]
     outcome, value = decide_outcome(ProcessOutcome(status="completed", records=records), facts())
-    assert outcome == Complete(2) and value == 0.8
+    assert outcome == record.Complete(2) and value == 0.8
     stopped = ProcessOutcome(status="completed", records=records[:2], stopped_by_worker=True)
     outcome, value = decide_outcome(stopped, facts())
-    assert outcome == StoppedByPruner(2, "median pruner", 2) and value == 0.8
+    assert outcome == record.StoppedByPruner(2, "median pruner", 2) and value == 0.8
 
 
 # --- the kernel's OOM killer ------------------------------------------------------------------
@@ -211,7 +203,7 @@ def test_a_last_sample_within_five_percent_of_the_limit_is_evidence() -> None:
 
 
 # --- out-of-memory holds on the same hardware only --------------------------------------------
-def study_of(*outcomes: OutOfMemory) -> list:
+def study_of(*outcomes: record.OutOfMemory) -> list:
     """Trials 0, 1, ... PRUNED with these outcomes, as Optuna stores them."""
     study = optuna.create_study()
     for outcome in outcomes:
@@ -226,20 +218,20 @@ def study_of(*outcomes: OutOfMemory) -> list:
 
 def test_out_of_memory_is_final_only_on_the_same_hardware() -> None:
     gpu = ("NVIDIA A100-SXM4-80GB", 80 * GB)
-    here = Device(*gpu, 64 * GB, 1500 * MB)
-    host = OutOfMemory("host", here, batch_size=1, chunk_size=3)
-    dominated = OutOfMemory("dominated_by", here, dominated_by=0, batch_size=1, chunk_size=3)
-    cuda = OutOfMemory("cuda", here, batch_size=2, chunk_size=3)
+    here = record.Device(*gpu, 64 * GB, 1500 * MB)
+    host = record.OutOfMemory("host", here, batch_size=1, chunk_size=3)
+    dominated = record.OutOfMemory("dominated_by", here, dominated_by=0, batch_size=1, chunk_size=3)
+    cuda = record.OutOfMemory("cuda", here, batch_size=2, chunk_size=3)
     trials = study_of(host, dominated, cuda)
 
-    def again(device: Device, retry: bool = False) -> list[int]:
+    def again(device: record.Device, retry: bool = False) -> list[int]:
         return [trial.number for trial in out_of_memory_to_retry(trials, device, retry=retry)]
 
     assert again(here) == []
-    assert again(Device(*gpu, 64 * GB, 1000 * MB)) == []  # a smaller cap: still final
-    assert again(Device(*gpu, 64 * GB, 3000 * MB)) == [0, 1]  # larger cap: both again
-    assert again(Device(*gpu, 128 * GB, 1500 * MB)) == [0, 1]  # more host memory
-    h100 = Device("NVIDIA H100 80GB HBM3", 80 * GB, 64 * GB, 1500 * MB)
+    assert again(record.Device(*gpu, 64 * GB, 1000 * MB)) == []  # a smaller cap: still final
+    assert again(record.Device(*gpu, 64 * GB, 3000 * MB)) == [0, 1]  # larger cap: both again
+    assert again(record.Device(*gpu, 128 * GB, 1500 * MB)) == [0, 1]  # more host memory
+    h100 = record.Device("NVIDIA H100 80GB HBM3", 80 * GB, 64 * GB, 1500 * MB)
     assert again(h100) == [2]  # another GPU: only the CUDA out-of-memory
     assert again(here, retry=True) == [0, 1, 2]
 
@@ -281,32 +273,15 @@ def test_a_halted_copy_stops_waiting() -> None:
 
 
 # --- through the CLI ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One demo data cache for the CLI tests here."""
-    return tmp_path_factory.mktemp("record-cache")
-
-
-@pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("record-mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-KILLED = """\
-study: killed
-sampler: grid
-oom_evidence: {memory_limit_mb: %(limit)d}
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  batch_size: %(batches)s
-faults:
-  - {kind: sigkill, epoch: 1, when: {batch_size: 1}}
-"""
+def killed_yaml(limit_mb: int, batches: list[int]) -> str:
+    """A sweep whose batch-1 trial is SIGKILLed in epoch 1, its memory limit `limit_mb`."""
+    return sweep_yaml(
+        "killed",
+        {"batch_size": batches},
+        oom_evidence={"memory_limit_mb": limit_mb},
+        faults=[{"kind": "sigkill", "epoch": 1, "when": {"batch_size": 1}}],
+        demo=TINY_DEMO,
+    )
 
 
 def run_cli(path: Path, *extra: str) -> int:
@@ -319,7 +294,7 @@ def test_a_sigkill_with_evidence_of_an_oom_kill_is_pruned_and_dominates(
     tmp_path: Path, shared_cache: Path, mlflow_template: Path
 ) -> None:
     # A memory limit of 1 MB: the trial's last resident-memory sample is over it (evidence).
-    text = KILLED % {"limit": 1, "batches": "[1, 2]"} + TINY_DEMO
+    text = killed_yaml(1, [1, 2])
     path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
     assert run_cli(path) == 0
     sweep = load_sweep(path)
@@ -327,7 +302,7 @@ def test_a_sigkill_with_evidence_of_an_oom_kill_is_pruned_and_dominates(
     killed, dominated = trials.loc[1], trials.loc[2]
     assert killed["state"] == "PRUNED" and dominated["state"] == "PRUNED"
     outcome = killed["outcome_record"]
-    assert isinstance(outcome, OutOfMemory) and outcome.kind == "kernel_killed"
+    assert isinstance(outcome, record.OutOfMemory) and outcome.kind == "kernel_killed"
     assert outcome.limit_bytes == MB and outcome.peak_bytes > 100 * MB
     assert outcome.device is not None and outcome.device.host_total_bytes > 0
     assert "within 5% of the limit" in outcome.message
@@ -345,28 +320,22 @@ def test_a_sigkill_with_evidence_of_an_oom_kill_is_pruned_and_dominates(
 def test_a_sigkill_without_evidence_fails_naming_signal_and_peak(
     tmp_path: Path, shared_cache: Path, mlflow_template: Path
 ) -> None:
-    text = KILLED % {"limit": 10**7, "batches": "[1]"} + TINY_DEMO  # a 10 TB limit: no evidence
+    text = killed_yaml(10**7, [1])  # a 10 TB limit: no evidence
     path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
     assert run_cli(path) == 0
     (row,) = trials_frame(load_sweep(path)).to_dict("records")
     assert row["state"] == "FAIL" and row["signal"] == "SIGKILL"
     outcome = row["outcome_record"]
-    assert isinstance(outcome, Failed) and outcome.injected and outcome.peak_bytes > 100 * MB
+    assert isinstance(outcome, record.Failed) and outcome.injected and outcome.peak_bytes > 100 * MB
     assert row["reason"].startswith("failed: trial process killed by SIGKILL (injected)")
     assert f"last peak {outcome.peak_bytes / MB:.0f} MB" in row["reason"]
 
 
-CAPPED = """\
-study: capped
-sampler: grid
-memory_cap_mb: %(cap)d
-training:
-  model: {variant: small}
-  epochs: 1
-  device: cpu
-search_space:
-  batch_size: [1, 2]
-"""
+def capped_yaml(cap_mb: int, faults: tuple[dict, ...] = ()) -> str:
+    """A sweep of batch sizes 1 and 2 under a host-memory cap of `cap_mb`."""
+    return sweep_yaml(
+        "capped", {"batch_size": [1, 2]}, memory_cap_mb=cap_mb, faults=faults, demo=TINY_DEMO
+    )
 
 
 def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
@@ -375,10 +344,8 @@ def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
     mlflow_template: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fault = "faults:\n  - {kind: host_oom, epoch: 0, when: {batch_size: 1}}\n"
-    path = make_sweep(
-        tmp_path, CAPPED % {"cap": 1500} + fault + TINY_DEMO, shared_cache, mlflow_template
-    )
+    fault = {"kind": "host_oom", "epoch": 0, "when": {"batch_size": 1}}
+    path = make_sweep(tmp_path, capped_yaml(1500, faults=(fault,)), shared_cache, mlflow_template)
     assert run_cli(path) == 0
     first = trials_frame(load_sweep(path)).set_index("batch_size")
     assert first["state"].tolist() == ["PRUNED", "PRUNED"]
@@ -389,7 +356,7 @@ def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
     assert run_cli(path, "--dry-run", "--retry", "out-of-memory") == 0
     assert "2 to queue" in capsys.readouterr().out
     # a larger cap (and the fault gone): both cells run again, and the run says so
-    path.write_text(CAPPED % {"cap": 3000} + TINY_DEMO)
+    path.write_text(capped_yaml(3000))
     assert run_cli(path) == 0
     assert "trial(s) 0, 1: out of memory before" in capsys.readouterr().out
     study = open_sweep_study(load_sweep(path), create=False).study
@@ -399,19 +366,15 @@ def test_a_larger_cap_runs_pruned_and_dominated_cells_again(
     assert len(study.trials) == 4
 
 
-SAMPLED_TWICE = """\
-study: twice
-sampler: {name: random, seed: 1}
-n_trials: 2
-training:
-  model: {variant: small}
-  epochs: 2
-  device: cpu
-search_space:
-  model.lstm_dropout: [0.0]
-faults:
-  - {kind: exit, epoch: 2, exit_code: 5}
-"""
+SAMPLED_TWICE = sweep_yaml(
+    "twice",
+    {"model.lstm_dropout": [0.0]},
+    sampler={"name": "random", "seed": 1},
+    n_trials=2,
+    training={"epochs": 2},
+    faults=[{"kind": "exit", "epoch": 2, "exit_code": 5}],
+    demo=TINY_DEMO,
+)
 
 
 def test_a_sampled_copy_of_a_configuration_whose_original_fails_runs_it(
@@ -420,7 +383,7 @@ def test_a_sampled_copy_of_a_configuration_whose_original_fails_runs_it(
     # Two workers sample the one configuration: the second is a copy of the first, which
     # runs two epochs and then fails. The copy is not pruned as "not finished yet" (the
     # configuration lost for good): it waits, finds the original failed, and runs it itself.
-    path = make_sweep(tmp_path, SAMPLED_TWICE + TINY_DEMO, shared_cache, mlflow_template)
+    path = make_sweep(tmp_path, SAMPLED_TWICE, shared_cache, mlflow_template)
     assert run_cli(path, "--workers", "2") in (0, 1)
     sweep = load_sweep(path)
     study = open_sweep_study(sweep, create=False).study
@@ -430,5 +393,5 @@ def test_a_sampled_copy_of_a_configuration_whose_original_fails_runs_it(
         assert trial.state == TrialState.FAIL  # the injected exit, in each: both ran
         assert "duplicate_of" not in trial.user_attrs
         outcome = record.read_outcome(trial.user_attrs)
-        assert isinstance(outcome, Failed) and outcome.exit_code == 5 and outcome.injected
+        assert isinstance(outcome, record.Failed) and outcome.exit_code == 5 and outcome.injected
         assert (sweep.trials_dir / str(trial.number) / "epochs.jsonl").is_file()

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from _sweepfiles import demo_yaml, sweep_yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -264,24 +265,13 @@ def test_the_heatmaps_show_the_configuration_tables_values(
     assert "selected on validation; test metrics at that epoch" in text
 
 
-TEST_SELECTED = """\
-study: nothing-run-yet
-sampler: grid
-objective: {metric: dist, split: test}
-training:
-  model: {variant: small}
-  epochs: 1
-search_space:
-  batch_size: [1, 2]
-demo:
-  seed: 2
-  min_frames: 8
-  max_frames: 8
-  objectattention: {train_shows: 2, test_shows: 1, clips_per_show: 1, width: 96, height: 72}
-  videoattentiontarget: {train_shows: 1, test_shows: 1, clips_per_show: 1, width: 96, height: 64}
-data:
-  sources: [objectattention]
-"""
+TEST_SELECTED = sweep_yaml(
+    "nothing-run-yet",
+    {"batch_size": [1, 2]},
+    objective={"metric": "dist", "split": "test"},
+    training={"device": None},
+    demo=demo_yaml(2, data={"validation": None}),
+)
 
 
 def test_a_study_selected_on_test_with_nothing_finished(tmp_path: Path) -> None:

@@ -11,34 +11,19 @@ from typing import Any
 
 import optuna
 import pytest
+from _sweepfiles import files_sweep_yaml, write_sweep
 from optuna.trial import TrialState
 
 from vtd.sweep.plan.config import load_sweep
 from vtd.sweep.store.queue import enqueue, find_dominating_oom, find_original, plan_queue
 from vtd.sweep.store.study import StudyError, claim_next, open_sweep_study, resolve
 
-GRID = """\
-study: grid-test
-sampler: grid
-repeats: 2
-data:
-  sources: [data/objectattention]
-  validation: {groups: 1}
-training:
-  model: {variant: small}
-  epochs: 2
-search_space:
-  batch_size: [2, 4, 8]
-  chunk_size: [2, 3, 4]
-  model.lstm_dropout: [0.0, 0.5]
-"""
-
-
-def write(folder: Path, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "sweep.yaml"
-    path.write_text(text)
-    return path
+GRID = files_sweep_yaml(
+    "grid-test",
+    {"batch_size": [2, 4, 8], "chunk_size": [2, 3, 4], "model.lstm_dropout": [0.0, 0.5]},
+    repeats=2,
+    training={"epochs": 2},
+)
 
 
 def queue_all(path: Path) -> int:
@@ -55,10 +40,10 @@ def trials_of(path: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_hashes_ignore_how_and_where_the_file_is_written(tmp_path: Path) -> None:
-    first = load_sweep(write(tmp_path / "a", GRID))
+    first = load_sweep(write_sweep(tmp_path / "a", GRID))
     # same configuration, written differently (explicit defaults, other order), elsewhere
     rewritten = GRID.replace("  epochs: 2\n", "  epochs: 2\n  lr: 5.0e-5\n  freeze: published\n")
-    second = load_sweep(write(tmp_path / "b" / "deeper", rewritten))
+    second = load_sweep(write_sweep(tmp_path / "b" / "deeper", rewritten))
     params = {"batch_size": 4, "chunk_size": 3, "model.lstm_dropout": 0.5}
     one, two = resolve(first, params, 1), resolve(second, params, 1)
     assert one.identity == two.identity
@@ -71,12 +56,12 @@ def test_hashes_ignore_how_and_where_the_file_is_written(tmp_path: Path) -> None
     assert bigger.identity.context_hash == one.identity.context_hash
     other_dropout = resolve(first, {**params, "model.lstm_dropout": 0.0}, 1)
     assert other_dropout.identity.context_hash != one.identity.context_hash
-    changed = load_sweep(write(tmp_path / "c", GRID.replace("epochs: 2", "epochs: 3")))
+    changed = load_sweep(write_sweep(tmp_path / "c", GRID.replace("epochs: 2", "epochs: 3")))
     assert resolve(changed, params, 1).identity.cell_hash != one.identity.cell_hash
 
 
 def test_a_grid_is_queued_once_and_resumed_without_repeats(tmp_path: Path) -> None:
-    path = write(tmp_path, GRID)
+    path = write_sweep(tmp_path, GRID)
     assert queue_all(path) == 3 * 3 * 2 * 2
     assert queue_all(path) == 0  # the same file again: nothing new
     trials = trials_of(path)
@@ -87,11 +72,11 @@ def test_a_grid_is_queued_once_and_resumed_without_repeats(tmp_path: Path) -> No
     repeats = [trial.user_attrs["repeat"] for trial in sorted(trials, key=lambda t: t.number)]
     assert repeats == [0] * 18 + [1] * 18
     # a third repeat adds one seed per cell, and only that
-    assert queue_all(write(tmp_path, GRID.replace("repeats: 2", "repeats: 3"))) == 18
+    assert queue_all(write_sweep(tmp_path, GRID.replace("repeats: 2", "repeats: 3"))) == 18
 
 
 def test_finished_stay_finished_failed_are_queued_again(tmp_path: Path) -> None:
-    path = write(tmp_path, GRID)
+    path = write_sweep(tmp_path, GRID)
     queue_all(path)
     sweep = load_sweep(path)
     sweep_study = open_sweep_study(sweep, create=True)
@@ -119,20 +104,20 @@ def test_finished_stay_finished_failed_are_queued_again(tmp_path: Path) -> None:
 
 
 def test_a_changed_search_space_or_objective_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, GRID)
+    path = write_sweep(tmp_path, GRID)
     queue_all(path)
     changed = GRID.replace("[2, 3, 4]", "[2, 3, 5]")
     with pytest.raises(StudyError, match=r"another search_space .*--force-new"):
-        open_sweep_study(load_sweep(write(tmp_path, changed)), create=True)
+        open_sweep_study(load_sweep(write_sweep(tmp_path, changed)), create=True)
     with pytest.raises(StudyError, match="another objective"):
         text = GRID + "objective: {metric: dist}\n"
-        open_sweep_study(load_sweep(write(tmp_path, text)), create=True)
+        open_sweep_study(load_sweep(write_sweep(tmp_path, text)), create=True)
     with pytest.raises(StudyError, match="another training"):
         open_sweep_study(
-            load_sweep(write(tmp_path, GRID.replace("epochs: 2", "epochs: 4"))), create=True
+            load_sweep(write_sweep(tmp_path, GRID.replace("epochs: 2", "epochs: 4"))), create=True
         )
     # free settings may change
-    open_sweep_study(load_sweep(write(tmp_path, GRID + "memory_cap_mb: 900\n")), create=True)
+    open_sweep_study(load_sweep(write_sweep(tmp_path, GRID + "memory_cap_mb: 900\n")), create=True)
 
 
 def _claim_all(path: str, start: Any, results: multiprocessing.Queue) -> None:
@@ -146,7 +131,7 @@ def _claim_all(path: str, start: Any, results: multiprocessing.Queue) -> None:
 
 
 def test_two_workers_never_claim_the_same_trial(tmp_path: Path) -> None:
-    path = write(tmp_path, GRID)
+    path = write_sweep(tmp_path, GRID)
     queue_all(path)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -170,7 +155,7 @@ def test_two_workers_never_claim_the_same_trial(tmp_path: Path) -> None:
 
 
 def test_out_of_memory_dominates_bigger_cells(tmp_path: Path) -> None:
-    path = write(tmp_path, GRID.replace("repeats: 2", "repeats: 1"))
+    path = write_sweep(tmp_path, GRID.replace("repeats: 2", "repeats: 1"))
     queue_all(path)
     sweep = load_sweep(path)
     sweep_study = open_sweep_study(sweep, create=True)
@@ -200,7 +185,7 @@ def test_out_of_memory_dominates_bigger_cells(tmp_path: Path) -> None:
 # the test asks Optuna directly, as a second worker would; our workers beat themselves
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_the_first_of_two_copies_runs(tmp_path: Path) -> None:
-    path = write(tmp_path, GRID.replace("repeats: 2", "repeats: 1"))
+    path = write_sweep(tmp_path, GRID.replace("repeats: 2", "repeats: 1"))
     queue_all(path)
     sweep = load_sweep(path)
     sweep_study = open_sweep_study(sweep, create=True)
@@ -216,7 +201,7 @@ def test_the_first_of_two_copies_runs(tmp_path: Path) -> None:
 
 
 def test_a_moved_project_keeps_its_study(tmp_path: Path) -> None:
-    path = write(tmp_path / "here", GRID)
+    path = write_sweep(tmp_path / "here", GRID)
     queue_all(path)
     shutil.move(tmp_path / "here", tmp_path / "there")
     assert queue_all(tmp_path / "there" / "sweep.yaml") == 0
@@ -230,13 +215,15 @@ def test_samplers_and_pruners_are_optunas_with_the_files_settings(tmp_path: Path
         "repeats: 2", "repeats: 2\nn_trials: 9\npruner: {name: median, n_warmup_steps: 2}"
     )
     text = text.replace("[0.0, 0.5]", "{low: 0.0, high: 0.5}")
-    sweep = load_sweep(write(tmp_path, text))
+    sweep = load_sweep(write_sweep(tmp_path, text))
     sampler, pruner = make_sampler(sweep), make_pruner(sweep)
     assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._n_startup_trials == 3
     assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_warmup_steps == 2
     halving = load_sweep(
-        write(tmp_path, GRID + "pruner: {name: successive_halving, reduction_factor: 3}\n")
+        write_sweep(tmp_path, GRID + "pruner: {name: successive_halving, reduction_factor: 3}\n")
     )
     assert isinstance(make_pruner(halving), optuna.pruners.SuccessiveHalvingPruner)
     assert make_pruner(halving)._reduction_factor == 3
-    assert isinstance(make_pruner(load_sweep(write(tmp_path, GRID))), optuna.pruners.NopPruner)
+    assert isinstance(
+        make_pruner(load_sweep(write_sweep(tmp_path, GRID))), optuna.pruners.NopPruner
+    )

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from _services import mlflow_server
+from _sweepfiles import sweep_yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -28,28 +29,9 @@ from vtd.cli import main
 from vtd.sweep.plan.config import Sweep, load_sweep
 from vtd.sweep.store.study import open_sweep_study, study_exists
 
-SYNCED = """\
-study: synced
-sampler: grid
-training:
-  model: {variant: small}
-  epochs: 2
-  device: cpu
-search_space:
-  lr: %(lrs)s
-"""
 
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("sync-cache")
-
-
-@pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sync-mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+def synced_yaml(lrs: list[str]) -> str:
+    return sweep_yaml("synced", {"lr": lrs}, training={"epochs": 2}, demo=TINY_DEMO)
 
 
 def trial_runs(sweep: Sweep, tracking_uri: str | None = None) -> dict[int, list]:
@@ -90,7 +72,7 @@ def test_sync_gives_a_trial_whose_run_was_lost_one_run_with_every_epoch(
     mlflow_template: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    text = SYNCED % {"lrs": "[1.0e-4]"} + TINY_DEMO
+    text = synced_yaml(["1.0e-4"])
     path = make_sweep(tmp_path, text, shared_cache, mlflow_template)
     assert main(["run", str(path)]) == 0
     sweep = load_sweep(path)
@@ -124,7 +106,7 @@ def test_the_mlflow_server_killed_in_the_middle_of_a_study(
     tmp_path: Path, shared_cache: Path, mlflow_template: Path
 ) -> None:
     backend = f"sqlite:///{tmp_path / 'server.db'}"
-    text = SYNCED % {"lrs": "[1.0e-4, 2.0e-4, 3.0e-4]"} + TINY_DEMO
+    text = synced_yaml(["1.0e-4", "2.0e-4", "3.0e-4"])
     path = make_sweep(tmp_path / "project", text, shared_cache, mlflow_template)
     with mlflow_server(backend, tmp_path / "artifacts", tmp_path / "mlflow-1.log") as url:
         path.write_text(f"tracking_uri: {url}\n" + text)

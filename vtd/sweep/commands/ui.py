@@ -56,13 +56,22 @@ def ui(file: Path, *, host: str = "127.0.0.1", port: int = 5000) -> int:
         f"(store {sweep.tracking_uri}){trials}; Ctrl-C to stop",
         soft_wrap=True,
     )
-    command = [
+    command = mlflow_server_command(sqlite_busy_timeout_uri(sweep.tracking_uri, 60), host, port)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return serve(command, env)
+
+
+def mlflow_server_command(backend_uri: str, host: str, port: int, *options: str) -> list[str]:
+    """`mlflow server` of this interpreter on `backend_uri`, one worker; `options` (such as
+    `--artifacts-destination DIR`) follow the store."""
+    return [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--backend-store-uri",
-        sqlite_busy_timeout_uri(sweep.tracking_uri, 60),
+        backend_uri,
+        *options,
         "--host",
         host,
         "--port",
@@ -70,8 +79,6 @@ def ui(file: Path, *, host: str = "127.0.0.1", port: int = 5000) -> int:
         "--workers",
         "1",
     ]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    return serve(command, env)
 
 
 class _Signalled(Exception):  # noqa: N818 - a signal, not an error
