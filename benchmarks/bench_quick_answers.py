@@ -26,6 +26,7 @@ from pathlib import Path
 
 # The tests' sweep files (tests/_sweepfiles.py): a grid over data files, as test_cli_quick's.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _lab_data import labelimg_frames, write_lab_clip  # noqa: E402 - found through it
 from _sweepfiles import files_sweep_yaml  # noqa: E402 - found through the line above
 
 SWEEP = files_sweep_yaml("quick-bench", {"batch_size": [2, 4, 8], "chunk_size": [2, 3, 4]})
@@ -65,6 +66,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="quick-answers-") as folder:
         sweep = Path(folder) / "sweep.yaml"
         sweep.write_text(SWEEP)
+        # `prepare` and `run --dry-run` check the data first: three of the lab's clips
+        root = Path(folder) / "data" / "objectattention"
+        for subset, sessions in (("train", ("s1", "s2")), ("test", ("s3",))):
+            for session in sessions:
+                write_lab_clip(
+                    root, subset=subset, session=session, setting="set1", frames=labelimg_frames(3)
+                )
         prepare = (
             "from vtd.sweep.plan.config import load_sweep; "
             "from vtd.sweep.execute.session import prepare"
