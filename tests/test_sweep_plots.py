@@ -321,6 +321,9 @@ def test_epoch_zero_is_logged_and_drawn_but_never_the_objective(
         assert trial.user_attrs["best_epoch"] in (1, 2)
         assert trial.value == max(logged[1], logged[2])
         assert trial.user_attrs["best_val_auc"] == max(logged[1], logged[2])
+        # no per-metric best chosen on test itself: test is read at the selected epoch
+        assert not [key for key in trial.user_attrs if key.startswith("best_test_")]
+        assert "last_test_auc" in trial.user_attrs
         assert trial.user_attrs["initial_val_auc"] == logged[0]
         assert trial.user_attrs["epochs_done"] == 2
     # the plot data holds epoch 0 for every trial with curves

@@ -228,7 +228,11 @@ def decide_outcome(reported: ProcessOutcome, facts: TrialFacts) -> tuple[Outcome
 
 
 def summary_attrs(outcome: ProcessOutcome | None) -> dict[str, Any]:
-    """A trial's initial (epoch 0), best and last metrics, and its number of trained epochs."""
+    """A trial's initial (epoch 0), best and last metrics, and its number of trained epochs.
+
+    No "best" on the test split: each metric's best test epoch would be chosen on test itself
+    (these attributes become the trial's MLflow tags); the tables read test at the epoch the
+    objective's split selects."""
     if outcome is None:
         return {}
     # the zero-shot baseline, apart from best and last
@@ -242,7 +246,8 @@ def summary_attrs(outcome: ProcessOutcome | None) -> dict[str, Any]:
             values = [objective_value(record, split, metric) for record in records]
             finite = [value for value in values if value is not None]
             if finite:
-                attrs[f"best_{prefix}_{metric}"] = pick(finite)
+                if split != "test":
+                    attrs[f"best_{prefix}_{metric}"] = pick(finite)
                 attrs[f"last_{prefix}_{metric}"] = finite[-1]
     return attrs
 
