@@ -230,3 +230,34 @@ search_space:
     path.write_text(text.replace("  eval_cache_gb: 2", "  eval_cache_dir: elsewhere"))
     with pytest.raises(SweepFileError, match=r":7: training\.eval_cache_dir: is set by the sweep"):
         load_sweep(path)
+
+
+def test_training_windows_fit_the_bound_and_go_least_recently_used_first(tmp_path):
+    cache = SharedFeatureCache(tmp_path / "cache", 2**30)
+    window = {
+        "scene": torch.arange(1000.0).reshape(10, 100),
+        "inout": torch.zeros(10, 4),
+        "known": torch.ones(10, dtype=torch.bool),
+    }
+    assert cache.write_window("a", window)
+    size = cache.entries()[0][1]
+    cache.max_bytes = 2 * size + size // 2
+    assert cache.write_window("b", window)
+    assert not cache.write_window("c", window)  # does not fit: not written, nothing evicted
+    assert sorted(entry.name for entry, _, _ in cache.entries()) == ["a.pt", "b.pt"]
+    assert not list(cache.folder.glob(".tmp-*"))
+
+    b = cache.folder / "windows" / "b.pt"
+    os.utime(b, (b.stat().st_atime - 60, b.stat().st_mtime - 60))
+    read = cache.read_window("a")  # "a" used now, "b" a minute ago
+    assert read is not None and torch.equal(read["scene"], window["scene"])
+    cache.max_bytes = size + size // 2
+    cache.evict()
+    assert [entry.name for entry, _, _ in cache.entries()] == ["a.pt"]
+    assert cache.read_window("b") is None
+
+    stale = cache.folder / ".tmp-x-1-abcd.pt"  # a killed writer's, over an hour old
+    stale.write_bytes(b"partial")
+    os.utime(stale, (0, 0))
+    cache.evict()
+    assert not stale.exists()
