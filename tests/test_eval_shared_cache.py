@@ -261,3 +261,12 @@ def test_training_windows_fit_the_bound_and_go_least_recently_used_first(tmp_pat
     os.utime(stale, (0, 0))
     cache.evict()
     assert not stale.exists()
+
+
+def test_an_upgrade_of_the_code_that_encodes_changes_every_key(monkeypatch):
+    from vtd.evaluate import shared_cache
+
+    before = shared_cache.evaluation_key(weights="w")
+    assert shared_cache.evaluation_key(weights="w") == before
+    monkeypatch.setattr(shared_cache, "code_fingerprint", lambda: "vtd.model or vtd.data changed")
+    assert shared_cache.evaluation_key(weights="w") != before

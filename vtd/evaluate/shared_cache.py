@@ -24,6 +24,7 @@ encodings. `SharedFeatureCache` keeps them in one folder (`studies/<study>/eval_
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -77,10 +78,26 @@ def clips_fingerprint(clips: Sequence[Clip]) -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the code that makes the frozen part's inputs and outputs (`vtd.model`,
+    `vtd.data`): an entry written before an upgrade that changed them is never read after."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for source in sorted([*package.glob("model/*.py"), *package.glob("data/**/*.py")]):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def evaluation_key(**parts: object) -> str:
-    """One hex key for every setting that changes the frozen part's outputs."""
+    """One hex key for every setting that changes the frozen part's outputs, with the torch
+    version and the code that computes them."""
     text = json.dumps(
-        {**parts, "torch": torch.__version__}, sort_keys=True, default=str, separators=(",", ":")
+        {**parts, "torch": torch.__version__, "code": code_fingerprint()},
+        sort_keys=True,
+        default=str,
+        separators=(",", ":"),
     )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
