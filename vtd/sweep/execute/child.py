@@ -184,6 +184,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _ended(pid: int) -> bool:
+    """Whether process `pid` has ended, a zombie not yet reaped by its parent included."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _watch_worker(worker_pid: int | None) -> None:
     if worker_pid is not None:
         threading.Thread(
@@ -263,6 +273,11 @@ def training_main(request: TrainingRequest, connection: Connection) -> None:
                 "train_seconds": time.perf_counter() - started,
             }
     except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
+        worker = request.worker_pid
+        if isinstance(error, OSError | EOFError) and worker is not None and _ended(worker):
+            # the pipe broke because the worker died: the watcher's words, whichever comes first
+            logger.error("the worker (process %d) is gone: ending this trial", worker)
+            return
         logger.error("training failed:\n%s", "".join(traceback.format_exception(error)))
         try:
             connection.send(("error", {**describe_error(error), "peak_rss_mb": _peak_rss_mb()}))
