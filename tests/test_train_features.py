@@ -1,5 +1,6 @@
 """Training windows' frozen-part outputs shared by the runs of a study (issue 13)."""
 
+import errno
 import math
 from collections import Counter
 from pathlib import Path
@@ -120,3 +121,29 @@ def test_windows_are_written_while_they_fit_and_evict_nothing(tiny_demo_data, tm
     _, again = run(config(tiny_demo_data, tmp_path, "again", epochs=1, eval_cache_gb=bound / 2**30))
     assert again["read"] > 0
     assert sorted(entry.name for entry, _, _ in cache.entries() if entry.is_file()) == written
+
+
+def test_a_full_disk_costs_the_sharing_not_the_run(tiny_demo_data, tmp_path, monkeypatch, caplog):
+    import torch
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)  # every cache write (checkpoints are off)
+    result, stats = run(config(tiny_demo_data, tmp_path, "full-disk"))
+    assert [record.epoch for record in result.records] == [1]
+    assert stats["written"] == 0 and stats["encoded"] > 0
+    assert "not shared: [Errno 28] No space left on device" in caplog.text
+    assert not list((tmp_path / "study" / "eval_cache").rglob("*.pt"))
+
+
+def test_a_damaged_window_is_encoded_again(tiny_demo_data, tmp_path, caplog):
+    first, _ = run(config(tiny_demo_data, tmp_path, "first"))
+    windows = list((tmp_path / "study" / "eval_cache" / "windows").glob("*.pt"))
+    assert windows
+    for window in windows:
+        window.write_bytes(b"not a torch file")
+    again, stats = run(config(tiny_demo_data, tmp_path, "again"))
+    assert stats["read"] == 0
+    assert "unreadable" in caplog.text
+    assert again.records[0].test == first.records[0].test

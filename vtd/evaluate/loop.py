@@ -207,9 +207,17 @@ class EvaluationData:
                         )
                         writer.abort()
                         writer = None
+                    except OSError as error:  # a full disk costs the sharing, not the run
+                        logger.warning("evaluation cache: not shared: %s", error)
+                        writer.abort()
+                        writer = None
                 yield encoded_chunk
             if writer is not None:
-                writer.commit()
+                try:
+                    writer.commit()
+                except OSError as error:
+                    logger.warning("evaluation cache: not shared: %s", error)
+                    writer.abort()
                 self.stats["shared_writes"] += 1
                 writer = None
         finally:

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import time
 import uuid
@@ -181,6 +182,9 @@ class SharedFeatureCache:
             os.utime(path)  # recently used
         except FileNotFoundError:
             return None
+        except (OSError, RuntimeError, pickle.UnpicklingError) as error:  # damaged: encode again
+            logger.warning("feature cache: %s unreadable (%s); encoding instead", path, error)
+            return None
         return tensors
 
     def write_window(self, key: str, tensors: dict[str, torch.Tensor]) -> bool:
@@ -188,12 +192,17 @@ class SharedFeatureCache:
         folder = self.folder / WINDOWS
         folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}.pt"
-        torch.save(tensors, tmp)
-        size = tmp.stat().st_size
-        if sum(entry[1] for entry in self.entries()) + size > self.max_bytes:
-            tmp.unlink()
+        try:
+            torch.save(tensors, tmp)
+            size = tmp.stat().st_size
+            if sum(entry[1] for entry in self.entries()) + size > self.max_bytes:
+                tmp.unlink()
+                return False
+            tmp.replace(folder / f"{key}.pt")  # the same content if another writer was first
+        except OSError as error:  # a full disk costs the sharing, not the run
+            logger.warning("feature cache: training window not shared: %s", error)
+            tmp.unlink(missing_ok=True)
             return False
-        tmp.replace(folder / f"{key}.pt")  # the same content if another writer was first
         return True
 
     def evict(self, keep: str | None = None) -> None:
