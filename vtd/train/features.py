@@ -75,6 +75,11 @@ class _Window:
     def has(self, position: int) -> bool:
         return self.known is not None and bool(self.known[position])
 
+    def at(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scene and in/out encodings of the window's frame at `position` (`has` it)."""
+        assert self.scene is not None and self.inout is not None
+        return self.scene[position], self.inout[position]
+
     def keep(self, position: int, scene: torch.Tensor, inout: torch.Tensor) -> None:
         if self.scene is None or self.inout is None or self.known is None:
             self.scene = scene.new_empty((self.length, *scene.shape), device="cpu")
@@ -149,9 +154,8 @@ class TrainingFeatures:
         ]
         if len(frames) > 1 and all(window.has(position) for window, position in frames):
             self.stats["read"] += len(frames)
-            scene = torch.stack([window.scene[position] for window, position in frames])  # type: ignore[index]
-            inout = torch.stack([window.inout[position] for window, position in frames])  # type: ignore[index]
-            return EncodedFrames(scene.to(device), inout.to(device))
+            scenes, inouts = zip(*(window.at(position) for window, position in frames), strict=True)
+            return EncodedFrames(torch.stack(scenes).to(device), torch.stack(inouts).to(device))
         encoded = compute()
         self.stats["encoded"] += len(frames)
         if len(frames) > 1:  # a single frame's encoding is the quirk's: never kept
@@ -164,7 +168,8 @@ class TrainingFeatures:
         for window in self._batch.values():
             if window.from_cache or window.known is None:
                 continue
+            assert window.scene is not None and window.inout is not None
             tensors = {"scene": window.scene, "inout": window.inout, "known": window.known}
-            if self.cache.write_window(window.key, tensors):  # type: ignore[arg-type]
+            if self.cache.write_window(window.key, tensors):
                 self.stats["written"] += 1
         self._batch = {}
