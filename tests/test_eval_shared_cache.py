@@ -239,11 +239,11 @@ def test_training_windows_fit_the_bound_and_go_least_recently_used_first(tmp_pat
         "inout": torch.zeros(10, 4),
         "known": torch.ones(10, dtype=torch.bool),
     }
-    assert cache.write_window("a", window)
+    assert cache.write_windows({"a": window}) == 1
     size = cache.entries()[0][1]
     cache.max_bytes = 2 * size + size // 2
-    assert cache.write_window("b", window)
-    assert not cache.write_window("c", window)  # does not fit: not written, nothing evicted
+    # "c" does not fit after "b": not written, nothing evicted
+    assert cache.write_windows({"b": window, "c": window}) == 1
     assert sorted(entry.name for entry, _, _ in cache.entries()) == ["a.pt", "b.pt"]
     assert not list(cache.folder.glob(".tmp-*"))
 

@@ -215,10 +215,10 @@ class EvaluationData:
             if writer is not None:
                 try:
                     writer.commit()
+                    self.stats["shared_writes"] += 1
                 except OSError as error:
                     logger.warning("evaluation cache: not shared: %s", error)
                     writer.abort()
-                self.stats["shared_writes"] += 1
                 writer = None
         finally:
             if writer is not None:  # a pass that stopped half way

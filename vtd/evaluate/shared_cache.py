@@ -33,7 +33,7 @@ import pickle
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -187,23 +187,29 @@ class SharedFeatureCache:
             return None
         return tensors
 
-    def write_window(self, key: str, tensors: dict[str, torch.Tensor]) -> bool:
-        """Publish a training window's tensors if they fit in the bound; True when written."""
+    def write_windows(self, windows: Mapping[str, dict[str, torch.Tensor]]) -> int:
+        """Publish training windows ({key: tensors}) while they fit in the bound, never
+        evicting; returns how many were written. The folder is measured once per call."""
         folder = self.folder / WINDOWS
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}.pt"
-        try:
-            torch.save(tensors, tmp)
-            size = tmp.stat().st_size
-            if sum(entry[1] for entry in self.entries()) + size > self.max_bytes:
-                tmp.unlink()
-                return False
-            tmp.replace(folder / f"{key}.pt")  # the same content if another writer was first
-        except OSError as error:  # a full disk costs the sharing, not the run
-            logger.warning("feature cache: training window not shared: %s", error)
-            tmp.unlink(missing_ok=True)
-            return False
-        return True
+        total = sum(size for _, size, _ in self.entries())
+        written = 0
+        for key, tensors in windows.items():
+            tmp = self.folder / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}.pt"
+            try:
+                torch.save(tensors, tmp)
+                size = tmp.stat().st_size
+                if total + size > self.max_bytes:
+                    tmp.unlink()
+                    continue
+                tmp.replace(folder / f"{key}.pt")  # the same content if another was first
+            except OSError as error:  # a full disk costs the sharing, not the run
+                logger.warning("feature cache: training window not shared: %s", error)
+                tmp.unlink(missing_ok=True)
+                continue
+            total += size
+            written += 1
+        return written
 
     def evict(self, keep: str | None = None) -> None:
         """Drop least recently used entries (not `keep`, not in use) until the total fits,

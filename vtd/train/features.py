@@ -80,6 +80,11 @@ class _Window:
         assert self.scene is not None and self.inout is not None
         return self.scene[position], self.inout[position]
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What the cache stores of the window (some frame kept)."""
+        assert self.scene is not None and self.inout is not None and self.known is not None
+        return {"scene": self.scene, "inout": self.inout, "known": self.known}
+
     def keep(self, position: int, scene: torch.Tensor, inout: torch.Tensor) -> None:
         if self.scene is None or self.inout is None or self.known is None:
             self.scene = scene.new_empty((self.length, *scene.shape), device="cpu")
@@ -165,11 +170,11 @@ class TrainingFeatures:
         return encoded
 
     def _write_batch(self) -> None:
-        for window in self._batch.values():
-            if window.from_cache or window.known is None:
-                continue
-            assert window.scene is not None and window.inout is not None
-            tensors = {"scene": window.scene, "inout": window.inout, "known": window.known}
-            if self.cache.write_window(window.key, tensors):
-                self.stats["written"] += 1
+        new = {
+            window.key: window.tensors()
+            for window in self._batch.values()
+            if not window.from_cache and window.known is not None
+        }
         self._batch = {}
+        if new:
+            self.stats["written"] += self.cache.write_windows(new)
