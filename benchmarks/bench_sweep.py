@@ -62,8 +62,11 @@ search_space:
 """
 
 
-def _environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+def _environment(host_allocator: str = "tuned") -> dict[str, str]:
+    """The subprocesses' environment. The lab's processes ran with glibc's allocator as it
+    comes ("system"); `vtd.host_allocator` tunes it in ours ("tuned")."""
+    allocator = {"VTD_HOST_ALLOCATOR": host_allocator} if host_allocator == "system" else {}
+    return {**os.environ, "PYTHONPATH": str(ROOT), **allocator}
 
 
 def _vtd_sweep(*argv: str) -> list[str]:
@@ -130,7 +133,9 @@ def lab_train(config_file: Path) -> None:
         print(f"epoch {epoch} saved", flush=True)
 
 
-def run_lab(folder: Path, sweep_file: Path, data_root: Path) -> tuple[float, dict[str, dict]]:
+def run_lab(
+    folder: Path, sweep_file: Path, data_root: Path, host_allocator: str
+) -> tuple[float, dict[str, dict]]:
     """The lab's way over every cell: wall seconds and each cell's last-epoch test metrics."""
     from vtd.sweep.plan.config import load_sweep
     from vtd.sweep.store.study import resolve
@@ -149,7 +154,7 @@ def run_lab(folder: Path, sweep_file: Path, data_root: Path) -> tuple[float, dic
     for label, config in configs:
         subprocess.run(
             [sys.executable, __file__, "--lab-train", str(config.output_dir / "config.json")],
-            env=_environment(),
+            env=_environment(host_allocator),
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -175,7 +180,7 @@ def run_lab(folder: Path, sweep_file: Path, data_root: Path) -> tuple[float, dic
                     "--csv",
                     str(csv),
                 ),
-                env=_environment(),
+                env=_environment(host_allocator),
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
@@ -219,6 +224,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script")
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
+    parser.add_argument(
+        "--lab-host-allocator",
+        choices=("system", "tuned"),
+        default="system",
+        help="glibc's allocator in the lab's processes: as the lab ran it (system, the "
+        "default), or tuned as ours (what the lab's way would gain from vtd.host_allocator)",
+    )
     parser.add_argument("--lab-train", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lab_train:
@@ -233,7 +245,7 @@ def main() -> int:
         data_root = write_data(folder, args.quick)
         fp32 = write_sweep(folder, "bench-fp32", "fp32", args.quick, epochs)
         bf16 = write_sweep(folder, "bench-bf16", "bf16", args.quick, epochs)
-        lab_s, lab = run_lab(folder, fp32, data_root)
+        lab_s, lab = run_lab(folder, fp32, data_root, args.lab_host_allocator)
         ours_s, ours = run_ours(fp32)
         ours_bf16_s, ours_bf16 = run_ours(bf16)
     finally:
@@ -241,7 +253,8 @@ def main() -> int:
             shutil.rmtree(folder, ignore_errors=True)
     print(
         f"{platform.machine()}, {os.cpu_count()} cores; load average {load_before:.1f} before, "
-        f"{os.getloadavg()[0]:.1f} after; {'QUICK (small model, tiny data)' if args.quick else ''}"
+        f"{os.getloadavg()[0]:.1f} after; the lab's allocator: {args.lab_host_allocator}; "
+        f"{'QUICK (small model, tiny data)' if args.quick else ''}"
     )
     print("| way | wall | ratio to the lab's | " + " | ".join(lab) + " |")
     print("| --- | ---: | ---: | " + " | ".join("---:" for _ in lab) + " |")

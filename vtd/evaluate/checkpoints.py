@@ -14,6 +14,7 @@ import torch
 
 from vtd.data import Clip
 from vtd.evaluate.loop import EvaluationData, evaluate
+from vtd.host_allocator import keep_freed_memory
 from vtd.model import VTD, ModelConfig, load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def evaluate_checkpoints(
     num_workers: int = 0,
 ) -> pd.DataFrame:
     """One row per checkpoint (file or folder of epoch files) with the published metrics."""
+    keep_freed_memory()
     data = EvaluationData(
         clips, batch_size=batch_size, chunk_size=chunk_size, num_workers=num_workers
     )

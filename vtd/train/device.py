@@ -1,5 +1,5 @@
 """The device of one fine-tuning run: which one, its set-up (CUDA memory cap, cuDNN
-autotuning), loader workers, and whether the CPU runs bf16 natively."""
+autotuning, the host allocator), loader workers, and whether the CPU runs bf16 natively."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from vtd.host_allocator import keep_freed_memory
 from vtd.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -15,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 def setup_device(config: TrainConfig) -> torch.device:
     """The run's device as `config` asks for it, checked against its precision and memory
-    cap, and set up (CUDA: memory cap and cuDNN autotuning)."""
+    cap, and set up (CUDA: memory cap and cuDNN autotuning; the host's allocator keeps the
+    memory a step frees, see `vtd.host_allocator`)."""
     requested = config.device
     if requested == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -30,6 +32,7 @@ def setup_device(config: TrainConfig) -> torch.device:
             f"device_memory_gb ({config.device_memory_gb:g}) caps CUDA memory, but this "
             "run is on the CPU; remove it, or cap host memory with the sweep's memory_cap_mb"
         )
+    keep_freed_memory()
     if device.type == "cuda":
         setup_cuda(device, config.device_memory_gb, config.cudnn_benchmark)
     elif config.precision == "bf16" and not cpu_has_fast_bf16():
