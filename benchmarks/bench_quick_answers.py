@@ -31,9 +31,10 @@ from _sweepfiles import files_sweep_yaml  # noqa: E402 - found through the line 
 
 SWEEP = files_sweep_yaml("quick-bench", {"batch_size": [2, 4, 8], "chunk_size": [2, 3, 4]})
 
+HEAVY = ("torch", "torchvision", "mlflow", "pandas")
 LOADED = (
     "import atexit, sys; atexit.register(lambda: print('LOADED', "
-    "[m for m in ('torch', 'torchvision', 'mlflow') if m in sys.modules], file=sys.stderr))"
+    f"[m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr))"
 )
 
 

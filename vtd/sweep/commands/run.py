@@ -42,7 +42,7 @@ def run(
         terminal,
         trials_table,
     )
-    from vtd.sweep.reporting.results import trials_frame
+    from vtd.sweep.reporting.trials import trial_rows
 
     console = terminal()
     sweep = load_sweep(file)
@@ -102,7 +102,7 @@ def run(
                     launcher=launcher,
                 )
 
-    trials = trials_frame(sweep)
+    trials = trial_rows(sweep)
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))
     if sweep.file.objective.optimistic:
         console.print(f"[bold yellow]note[/]: {OPTIMISTIC_NOTE}")

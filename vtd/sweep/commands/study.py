@@ -12,7 +12,7 @@ from vtd.sweep.commands.common import write_report
 def status(file: Path) -> int:
     from vtd.sweep.plan.config import load_sweep
     from vtd.sweep.reporting.console import state_counts, terminal, trials_table
-    from vtd.sweep.reporting.results import trials_frame
+    from vtd.sweep.reporting.trials import trial_rows
     from vtd.sweep.store.heartbeat import recover_lost_trials
     from vtd.sweep.store.study import existing_study
 
@@ -20,14 +20,14 @@ def status(file: Path) -> int:
     sweep = load_sweep(file)
     sweep_study = existing_study(sweep)
     if sweep_study is None:
-        trials = trials_frame(sweep, None)
+        trials = []
     else:
         try:  # trials of dead workers: FAILED and queued again before showing
             recover_lost_trials(sweep_study)
-            trials = trials_frame(sweep, sweep_study)
+            trials = trial_rows(sweep, sweep_study)
         finally:
             sweep_study.storage.remove_session()
-    if trials.empty:
+    if not trials:
         console.print(f"study {sweep.study_name}: no trials yet (run `vtd-sweep run {file}`)")
         return 0
     console.print(trials_table(sweep, trials, f"study {sweep.study_name}: {state_counts(trials)}"))

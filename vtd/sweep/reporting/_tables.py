@@ -35,11 +35,12 @@ from typing import Any, Literal
 import pandas as pd
 
 from vtd.data.config import DataConfig, SplitSpec
-from vtd.evaluate.names import SPLIT_NAMES, metric_label
+from vtd.evaluate.names import SPLIT_NAMES
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.space import apply_params, get_path
 from vtd.sweep.plan.weights import WEIGHTS_FRESH
 from vtd.sweep.reporting.results import epochs_frame, trials_frame
+from vtd.sweep.reporting.trials import outcome_record
 from vtd.sweep.store import record
 from vtd.sweep.store.words import oom_figure, short_words, words
 
@@ -194,14 +195,6 @@ def outcome_of(row: Mapping[str, Any]) -> Outcome:
     return "unfinished"
 
 
-def outcome_record(row: Mapping[str, Any]) -> record.Outcome | None:
-    """A row's typed outcome (`vtd.sweep.store.record`), as `trials_frame` reads it."""
-    value = row.get("outcome_record")
-    if value is None or isinstance(value, float):  # None, or NaN in a frame
-        return None
-    return value if not isinstance(value, str | dict) else record.from_json(value)
-
-
 def out_of_memory_figure(row: Mapping[str, Any]) -> str:
     """What made a trial run out of memory, in a few words (the figure that triggered it)."""
     outcome = outcome_record(row)
@@ -220,15 +213,6 @@ def failure_figure(row: Mapping[str, Any], width: int = 60) -> str:
     """A FAILED trial's reason, short: the error type and message, a signal, an exit code."""
     outcome = outcome_record(row)
     return "failed" if outcome is None else short_words(outcome, width)
-
-
-def selection_text(sweep: Sweep, reduce: str) -> str:
-    """How a trial's epoch is selected, in words, for the caption under a table or figure."""
-    objective = sweep.file.objective
-    text = f"the epoch of its {reduce} {objective.split} {metric_label(objective.metric)}"
-    if objective.optimistic:
-        return text + " (selected on test: optimistic)"
-    return text + " (selected on validation; test metrics at that epoch)"
 
 
 def _selected_epoch(

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import warnings
+from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +24,11 @@ from rich.progress import (
 from rich.table import Table
 
 from vtd.sweep.plan.config import Sweep
-from vtd.sweep.reporting._tables import outcome_record, selection_text
+from vtd.sweep.reporting.trials import outcome_record, selection_text
 from vtd.sweep.store.record import Lost
 from vtd.sweep.store.words import words
 
-if TYPE_CHECKING:  # session and worker import mlflow, pandas takes 0.3 s: not for `--dry-run`
-    import pandas as pd
-
+if TYPE_CHECKING:  # session and worker import mlflow: not for `status` and `--dry-run`
     from vtd.sweep.execute.events import Event, Notice, Plan
 
 
@@ -154,11 +153,11 @@ def terminal(stderr: bool = False) -> Console:
     return console
 
 
-def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
+def trials_table(sweep: Sweep, trials: list[dict[str, Any]], title: str) -> Table:
     """One row per trial: state, settings, seed, value, best AUC / distance, reason."""
     split = "val" if sweep.file.objective.split == "validation" else "test"
     objective = sweep.file.objective
-    # The report's definition (`reporting._tables.selection_text`), stated under the table.
+    # The report's definition (`reporting.trials.selection_text`), stated under the table.
     table = Table(
         title=title,
         title_justify="left",
@@ -176,7 +175,7 @@ def trials_table(sweep: Sweep, trials: pd.DataFrame, title: str) -> Table:
             justify="left" if header == "state" else "right",
         )
     table.add_column("reason", overflow="fold", ratio=1)
-    for row in trials.to_dict("records"):
+    for row in trials:
         style = STATE_STYLES.get(row["state"], "")
         table.add_row(
             str(row["number"]),
@@ -200,8 +199,9 @@ def _reason(row: dict[str, Any]) -> str:
     return words(outcome)
 
 
-def state_counts(trials: pd.DataFrame) -> str:
-    if trials.empty:
+def state_counts(trials: list[dict[str, Any]]) -> str:
+    """How many trials are in each state, the commonest first."""
+    if not trials:
         return "no trials"
-    counts = trials["state"].value_counts()
-    return ", ".join(f"{counts[state]} {state}" for state in counts.index)
+    counts = Counter(row["state"] for row in trials)
+    return ", ".join(f"{count} {state}" for state, count in counts.most_common())

@@ -1,11 +1,11 @@
 """A study read back as tables: one row per trial (Optuna), one row per trial epoch (MLflow).
 
-For `vtd-sweep status`, the plots and the report:
+For the plots and the report (`vtd-sweep status` reads `trials.trial_rows`, without pandas):
 
-- `trials_frame(sweep)`: number, state, value, the searched settings by name (batch_size,
-  chunk_size, initial_weights ...), cell, repeat, seed, hashes, reason, `out_of_memory`
-  (ran out, or dominated by a trial that did), `ran` (False: pruned or copied without
-  running), best / last validation and test metrics, duration, MLflow run id;
+- `trials_frame(sweep)`, those rows as a table: number, state, value, the searched settings
+  by name (batch_size, chunk_size, initial_weights ...), cell, repeat, seed, hashes, reason,
+  `out_of_memory` (ran out, or dominated by a trial that did), `ran` (False: pruned or
+  copied without running), best / last validation and test metrics, duration, MLflow run id;
 - `epochs_frame(sweep)`: number, run_id, epoch and every per-epoch metric (val_auc, val_dist,
   val_ap, val_loss, test_..., train_loss, epoch_seconds, peak_host_mb, peak_device_mb).
 """
@@ -18,75 +18,20 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vtd.sweep.plan.config import Sweep
-from vtd.sweep.store.record import read_outcome
-from vtd.sweep.store.study import SweepStudy, existing_study
+from vtd.sweep.reporting.trials import trial_rows
+from vtd.sweep.store.study import SweepStudy
 
 if TYPE_CHECKING:  # imported where used: `status` reads Optuna only, and mlflow takes a second
     from mlflow import MlflowClient
 
-TRIAL_ATTRS = (
-    "cell",
-    "repeat",
-    "seed",
-    "config_hash",
-    "cell_hash",
-    "origin",
-    "reason",
-    "best_epoch",
-    "epochs_done",
-    "duplicate_of",
-    "dominated_by",
-    "peak_host_mb",
-    "peak_device_mb",
-    "memory_cap_mb",
-    "error_type",
-    "signal",
-    "exit_code",
-    "interrupted",
-    "injected",
-    "duration_s",
-    "train_seconds",
-    "mlflow_run_id",
-    "trial_dir",
-)
-
 
 def trials_frame(sweep: Sweep, sweep_study: SweepStudy | None = None) -> pd.DataFrame:
-    """One row per Optuna trial of the sweep's study (empty when there is no study yet);
-    `sweep_study`: the study already opened."""
-    if sweep_study is None:
-        sweep_study = existing_study(sweep)
-    if sweep_study is None:
+    """`trial_rows` as a table (with its number, state, value and setting columns when the
+    study has no trials yet); `sweep_study`: the study already opened."""
+    rows = trial_rows(sweep, sweep_study)
+    if not rows:
         return pd.DataFrame(columns=["number", "state", "value", *sweep.space.names])
-    rows = []
-    for trial in sweep_study.study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        params = trial.params or trial.system_attrs.get("fixed_params", {})
-        row: dict[str, Any] = {
-            "number": trial.number,
-            "state": trial.state.name,
-            "value": trial.value,
-            **{name: params.get(name) for name in sweep.space.names},
-            **{key: attrs.get(key) for key in TRIAL_ATTRS},
-            "out_of_memory": bool(attrs.get("out_of_memory") or attrs.get("oom_dominated")),
-            # The typed outcome (vtd.sweep.store.record): tables and figures read its fields.
-            "outcome_record": read_outcome(attrs),
-            "ran": trial.state.is_finished()
-            and "duplicate_of" not in attrs
-            and "dominated_by" not in attrs,
-            "started": trial.datetime_start,
-            "completed": trial.datetime_complete,
-        }
-        row.update(
-            {
-                k: v
-                for k, v in attrs.items()
-                if k.startswith(("best_", "last_", "initial_", "selected_"))
-            }
-        )
-        rows.append(row)
-    sweep_study.storage.remove_session()
-    return pd.DataFrame(rows).sort_values("number", ignore_index=True)
+    return pd.DataFrame(rows)
 
 
 def _study_runs(client: MlflowClient, experiment_id: str, study: str) -> list[Any]:

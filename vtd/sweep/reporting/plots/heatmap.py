@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from vtd.evaluate.names import HIGHER_IS_BETTER, METRIC_LABELS, SPLIT_NAMES
-from vtd.sweep.reporting._tables import Spread, StudyTables, selection_text
+from vtd.sweep.reporting._tables import Spread, StudyTables
 from vtd.sweep.reporting.plots.shared import (
     CELL_FILL,
     CellKind,
@@ -24,6 +24,7 @@ from vtd.sweep.reporting.plots.shared import (
     setting_name,
     value_text,
 )
+from vtd.sweep.reporting.trials import selection_text
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from vtd.sweep.reporting._tables import (
     StudyTables,
     base_setting,
     outcome_words,
-    selection_text,
 )
 from vtd.sweep.reporting.plots.shared import setting_name, value_text
+from vtd.sweep.reporting.trials import selection_text
 
 MAX_PAIR_LINES = 40
 RULE = (
