@@ -46,7 +46,7 @@ def _children_cpu_s() -> float:
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Wall and CPU seconds of one `vtd-sweep ARGV` in a fresh interpreter, and the heavy
     modules it loaded. CPU time is what a busy machine changes least."""
-    command = [sys.executable, "-c", f"{LOADED}\nfrom vtd.cli import main; main({argv!r})"]
+    command = [sys.executable, "-c", f"{LOADED}\nfrom vtd.cli import program; program({argv!r})"]
     cpu = _children_cpu_s()
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
