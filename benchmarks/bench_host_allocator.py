@@ -8,7 +8,7 @@ chunk 2, one epoch) to fill the study's shared cache. Then, `--repeats` times in
 process with `VTD_HOST_ALLOCATOR=system` and one without it each train one epoch of the third
 cell (batch 2 x chunk 4) reading that cache, so both do the same steps (ConvLSTM, decoder,
 Adam). Each reports the epoch's wall seconds, user and system CPU seconds, minor page faults
-and the process's peak resident memory. Prints every run, the medians and the median ratio of
+and peak resident memory (Linux: /proc/self). Prints every run, the medians and the median ratio of
 the pairs (tuned / system).
 """
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from vtd.train.config import TrainConfig
 
 FIELDS = ("wall_s", "user_s", "sys_s", "minor_faults", "peak_rss_mb")
+DIGITS = {"wall_s": 2, "user_s": 2, "sys_s": 2, "minor_faults": 0, "peak_rss_mb": 0}
 
 
 def _cell(sweep_file: Path, batch: int, chunk: int, output: Path) -> TrainConfig:
@@ -47,11 +48,20 @@ def _cell(sweep_file: Path, batch: int, chunk: int, output: Path) -> TrainConfig
     return config.model_copy(update={"output_dir": output, "epochs": 1})
 
 
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def one_epoch(sweep_file: Path, output: Path) -> None:
-    """In a fresh process: one epoch of the cell batch 2 x chunk 4, measured; prints JSON."""
+    """In a fresh process: one epoch of the cell batch 2 x chunk 4, measured; prints JSON.
+    The peak resident memory is the epoch's own (the set-up's peak is cleared first)."""
     from vtd.train.recipe import FineTuning
 
     run = FineTuning(_cell(sweep_file, 2, 4, output))
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     run._train_epoch(1)  # noqa: SLF001 - the recipe's own epoch, without evaluation or saving
@@ -63,7 +73,7 @@ def one_epoch(sweep_file: Path, output: Path) -> None:
         "user_s": after.ru_utime - before.ru_utime,
         "sys_s": after.ru_stime - before.ru_stime,
         "minor_faults": after.ru_minflt - before.ru_minflt,
-        "peak_rss_mb": after.ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
     }
     print(json.dumps(figures))
 
@@ -119,11 +129,12 @@ def main() -> int:
     print("| --- | ---: | " + " | ".join("---:" for _ in FIELDS) + " |")
     for allocator, figures in runs.items():
         for number, run in enumerate(figures, 1):
-            cells = " | ".join(f"{run[field]:.2f}" for field in FIELDS)
+            cells = " | ".join(f"{run[field]:.{DIGITS[field]}f}" for field in FIELDS)
             print(f"| {allocator} | {number} | {cells} |")
     for allocator, figures in runs.items():
         medians = ", ".join(
-            f"{field} {statistics.median(run[field] for run in figures):.2f}" for field in FIELDS
+            f"{field} {statistics.median(run[field] for run in figures):.{DIGITS[field]}f}"
+            for field in FIELDS
         )
         print(f"median, {allocator}: {medians}")
     ratios = [
