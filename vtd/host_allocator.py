@@ -4,10 +4,10 @@ A training step on the CPU allocates and frees tensors of tens of megabytes (the
 gradients are 38 MB each). glibc serves any block over its mmap threshold (at most 32 MB by
 its own dynamic rule) with a fresh mmap and gives it back on free; the next step's block is
 then faulted in again page by page, and the kernel zeroes every page. On the 2-core machine
-of `benchmarks/README.md` that was 3 million page faults and more than half the CPU time of a
-full-model epoch. With blocks up to 1 GB kept on the heap, and up to 256 MB of free heap top
-kept rather than trimmed, the same epoch ran twice as fast for about 0.1 GB more resident
-memory.
+of `benchmarks/README.md` that was 3 million page faults and 40% of the CPU time of a
+full-model epoch, in the kernel. With blocks up to 1 GB kept on the heap, and up to 256 MB of
+free heap top kept rather than trimmed, the same epoch ran 1.8x as fast for 0.12 GB more
+resident memory (`benchmarks/bench_host_allocator.py`).
 
 Process-wide, like CUDA's memory cap; set once per training or evaluation process. It is
 left alone where the user tuned glibc's allocator themselves (``MALLOC_*_`` or
