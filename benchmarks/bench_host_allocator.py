@@ -121,10 +121,7 @@ def main() -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
-    print(
-        f"{os.cpu_count()} cores; load average {load_before:.1f} before, "
-        f"{os.getloadavg()[0]:.1f} after{'; QUICK (small model, tiny data)' if args.quick else ''}"
-    )
+    print(bench_sweep.machine_line(load_before, args.quick))
     print("| allocator | run | " + " | ".join(FIELDS) + " |")
     print("| --- | ---: | " + " | ".join("---:" for _ in FIELDS) + " |")
     for allocator, figures in runs.items():

@@ -109,6 +109,18 @@ def write_sweep(folder: Path, study: str, precision: str, quick: bool, epochs: i
     return path
 
 
+def machine_line(load_before: float, quick: bool, *notes: str) -> str:
+    """The machine and its load around a benchmark, for the line above its table."""
+    return "; ".join(
+        (
+            f"{platform.machine()}, {os.cpu_count()} cores",
+            f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after",
+            *notes,
+            *(("QUICK (small model, tiny data)",) if quick else ()),
+        )
+    )
+
+
 # --- the lab's way ----------------------------------------------------------------------------
 
 
@@ -251,11 +263,7 @@ def main() -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
-    print(
-        f"{platform.machine()}, {os.cpu_count()} cores; load average {load_before:.1f} before, "
-        f"{os.getloadavg()[0]:.1f} after; the lab's allocator: {args.lab_host_allocator}; "
-        f"{'QUICK (small model, tiny data)' if args.quick else ''}"
-    )
+    print(machine_line(load_before, args.quick, f"the lab's allocator: {args.lab_host_allocator}"))
     print("| way | wall | ratio to the lab's | " + " | ".join(lab) + " |")
     print("| --- | ---: | ---: | " + " | ".join("---:" for _ in lab) + " |")
     for name, seconds, metrics in (
