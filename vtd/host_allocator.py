@@ -43,11 +43,18 @@ def keep_freed_memory() -> bool:
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
-        return False  # not glibc (macOS, musl without mallopt)
+    except (AttributeError, OSError, TypeError):
+        return False  # no mallopt (macOS), or no C library by that name (Windows)
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    # mallopt returns 1 on success, 0 for a value it refuses
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+    # mallopt returns 1 on success, 0 for a value it refuses (musl refuses every one)
+    done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+    if done:
+        logger.debug(
+            "glibc's allocator keeps freed blocks up to %d MB, and %d MB of free heap top",
+            MMAP_THRESHOLD_BYTES >> 20,
+            TRIM_THRESHOLD_BYTES >> 20,
+        )
+    return done
