@@ -126,3 +126,19 @@ def test_run_probe_prunes_the_cell_over_the_cap_before_any_trial(
     assert small.state == TrialState.COMPLETE, small.user_attrs.get("reason")
     assert small.user_attrs["peak_host_mb"] < CAP_MB
     assert (sweep.trials_dir / str(small.number) / "trial.log").is_file()
+
+
+@pytest.mark.slow
+def test_run_probe_runs_on_the_first_gpu_of_gpus(tmp_path: Path) -> None:
+    # No GPU here: the steps run on the CPU; what is checked is the pin the probe's processes
+    # saw (they log it), the first of --gpus, as a worker pinned to that GPU would run.
+    from vtd.cli import main
+
+    path = write_sweep(
+        tmp_path, sweep_yaml("probe-gpu", {"batch_size": [2], "chunk_size": [2]}, demo=demo_yaml(3))
+    )
+    assert main(["run", str(path), "--probe", "--gpus", "5,6"]) == 0
+    sweep = load_sweep(path)
+    for kind in ("train", "evaluate"):
+        log = (sweep.study_dir / "probe" / "0" / f"{kind}.log").read_text()
+        assert re.findall(r"CUDA_VISIBLE_DEVICES=(\S+)\)", log) == ["5"], log

@@ -4,7 +4,7 @@
     vtd-sweep run FILE [--workers N] [--gpus 0,1,...] [--dry-run] [--force-new] [--probe]
     vtd-sweep worker FILE [--storage URL] [--tracking-uri URL] [--threads N]
     vtd-sweep status FILE
-    vtd-sweep probe FILE
+    vtd-sweep probe FILE [--gpu ID]
     vtd-sweep report FILE
     vtd-sweep ui FILE [--port PORT]
     vtd-sweep eval --weights FILE_OR_FOLDER (--data FOLDER ... | --sweep FILE) [...]
@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--probe",
         action="store_true",
-        help="first probe every cell (one training and one evaluation step each) and record "
-        "those that run out of memory as PRUNED, before any full trial starts",
+        help="first probe every cell (one training and one evaluation step each, on the first "
+        "GPU of --gpus) and record those that run out of memory as PRUNED, before any full "
+        "trial starts",
     )
     run.add_argument(
         "--retry",
@@ -126,12 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(done without asking on other hardware or with a larger memory_cap_mb)",
     )
 
-    _command(
+    probe = _command(
         commands,
         "probe",
         "which grid cells fit in memory: one training and one evaluation step per cell, "
         "each in a trial process, largest batch x chunk first",
-        lambda args: probe_command.probe(args.file),
+        lambda args: probe_command.probe(args.file, args.gpu),
+    )
+    probe.add_argument(
+        "--gpu",
+        help="the GPU to probe on, e.g. 1 (CUDA_VISIBLE_DEVICES, as a worker of `run --gpus` "
+        "is pinned); default: where a trial without --gpus runs",
     )
 
     _command(

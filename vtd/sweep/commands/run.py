@@ -83,7 +83,9 @@ def run(
         if probe and study_plan.total > 0:
             from vtd.sweep.execute.probe import probe_and_record
 
-            if probe_and_record(sweep, console, stop=ctrl_c.stop):
+            # on the first GPU of --gpus: the cells are probed one at a time
+            gpu = gpus[0] if gpus else None
+            if probe_and_record(sweep, console, stop=ctrl_c.stop, gpu=gpu):
                 study_plan = plan(sweep)  # the pruned trials are no longer to run
         console.print(
             f"study {sweep.study_name}: {study_plan.total} trial(s) to run, "

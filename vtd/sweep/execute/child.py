@@ -66,7 +66,8 @@ class TrainingRequest:
     memory_cap_mb: int | None = None
     torch_threads: int | None = None
     worker_pid: int | None = None  # the trial ends when this process is gone
-    # The worker's GPU pin, applied before CUDA starts (the fork server may be older than it).
+    # The GPU pin (the worker's, or a probe's), applied before CUDA starts (the fork server
+    # may be older than it).
     cuda_visible_devices: str | None = None
     # Not a training: one step of `vtd.sweep.execute.probe_step` ("train" or "evaluate").
     probe: Literal["train", "evaluate"] | None = None

@@ -131,12 +131,15 @@ def dominating_failure(cell: ProbeCell, failed: list[CellProbe]) -> CellProbe | 
     return None
 
 
-def _request(sweep: Sweep, cell: ProbeCell, kind: ProbeKind, folder: Path) -> TrainingRequest:
+def _request(
+    sweep: Sweep, cell: ProbeCell, kind: ProbeKind, folder: Path, gpu: str | None
+) -> TrainingRequest:
     config = cell.config.model_copy(update={"output_dir": folder, "epochs": 1})
     return TrainingRequest(
         config=config,
         log_path=folder / f"{kind}.log",
         memory_cap_mb=sweep.file.memory_cap_mb,
+        cuda_visible_devices=gpu,
         probe=kind,
     )
 
@@ -179,8 +182,10 @@ def probe_sweep(
     launcher: TrialLauncher | None = None,
     on_cell: Callable[[CellProbe], None] | None = None,
     stop: threading.Event | None = None,
+    gpu: str | None = None,
 ) -> list[CellProbe]:
-    """Probe every cell of the sweep's grid (see the module docstring), in order."""
+    """Probe every cell of the sweep's grid (see the module docstring), in order; `gpu`: the
+    GPU the probe's processes see (CUDA_VISIBLE_DEVICES), as a worker pinned to it would."""
     launcher = launcher or TrialLauncher()
     launcher.warm_up()
     results: list[CellProbe] = []
@@ -202,7 +207,7 @@ def probe_sweep(
             started = time.perf_counter()
             for kind in ("train", "evaluate"):
                 outcome = launcher.run(
-                    _request(sweep, cell, kind, folder), lambda _record: False, stop=stop
+                    _request(sweep, cell, kind, folder, gpu), lambda _record: False, stop=stop
                 )
                 if kind == "train":
                     probe.train_peak_mb = outcome.peak_rss_mb
@@ -332,24 +337,34 @@ def _say(console: Console) -> Callable[[CellProbe], None]:
 
 
 def probe_and_show(
-    sweep: Sweep, console: Console, *, stop: threading.Event | None = None
+    sweep: Sweep,
+    console: Console,
+    *,
+    stop: threading.Event | None = None,
+    gpu: str | None = None,
 ) -> list[CellProbe]:
-    """`vtd-sweep probe FILE`: the demo data made if needed, every cell probed, the table."""
+    """`vtd-sweep probe FILE [--gpu ID]`: the demo data made if needed, every cell probed on
+    `gpu` (else where a trial would run without --gpus), the table."""
     if sweep.file.demo is not None:
         from vtd.demo.generate import ensure_demo
 
         ensure_demo(sweep.cache_dir, sweep.file.demo)
-    results = probe_sweep(sweep, on_cell=_say(console), stop=stop)
+    results = probe_sweep(sweep, on_cell=_say(console), stop=stop, gpu=gpu)
     console.print(probe_table(sweep, results))
     return results
 
 
 def probe_and_record(
-    sweep: Sweep, console: Console, *, stop: threading.Event | None = None
+    sweep: Sweep,
+    console: Console,
+    *,
+    stop: threading.Event | None = None,
+    gpu: str | None = None,
 ) -> list[int]:
-    """`vtd-sweep run --probe`, after the study is prepared: probe, show, and record the
-    queued trials of the cells that do not fit as PRUNED; returns their numbers."""
-    results = probe_and_show(sweep, console, stop=stop)
+    """`vtd-sweep run --probe [--gpus ...]`, after the study is prepared: probe (on `gpu`, the
+    first of --gpus), show, and record the queued trials of the cells that do not fit as
+    PRUNED; returns their numbers."""
+    results = probe_and_show(sweep, console, stop=stop, gpu=gpu)
     if stop is not None and stop.is_set():
         return []
     pruned = record_probed(sweep, results)

@@ -171,11 +171,13 @@ class TrialLauncher:
         """Run one training to its end; `on_epoch` answers True to stop after that epoch.
         `evidence`: where to look for a kernel OOM kill (default: the launcher's, else this
         machine's; see vtd.sweep.execute.oom_evidence)."""
-        # The trial ends with this process and sees its GPUs (see vtd.sweep.execute.child).
+        # The trial ends with this process and sees its GPUs, unless the request pins its own
+        # (a probe on the first of --gpus; see vtd.sweep.execute.child).
         request = dataclasses.replace(
             request,
             worker_pid=request.worker_pid or os.getpid(),
-            cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            cuda_visible_devices=request.cuda_visible_devices
+            or os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
