@@ -141,6 +141,9 @@ def test_every_outcome_for_real(tmp_path: Path, shared_cache: Path, mlflow_templ
             item.path for item in client.list_artifacts(runs[number].info.run_id, "checkpoints")
         }
         assert artifacts == {"checkpoints/best.pt", "checkpoints/best.json"}
+        # a local artifact store holds the checkpoint as a link to the trial's, not a copy
+        logged = Path(runs[number].info.artifact_uri) / "checkpoints" / "best.pt"
+        assert logged.samefile(sweep.trials_dir / str(number) / "best.pt")
 
     # the same file again: only the failed cells are queued again, nothing else
     again = plan(sweep)

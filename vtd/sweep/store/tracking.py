@@ -4,7 +4,8 @@ Written on `MlflowClient` (not optuna's deprecated MLflowCallback, which logs no
 values): each epoch's metrics go in one `log_batch` call with `step` = epoch, validation and
 test apart (`val_auc`, `test_auc`, ...). A child run carries the trial's resolved settings as
 params, tags for the Optuna trial number, state, configuration hash, cell, seed and the
-reason of a PRUNED / FAILED end, and the trial's log and best checkpoint as artifacts. Its
+reason of a PRUNED / FAILED end, and the trial's log and best checkpoint as artifacts (the
+checkpoint hard-linked where the artifact store is a local folder: no second copy). Its
 status follows the trial: COMPLETE -> FINISHED, PRUNED or interrupted -> KILLED,
 FAILED -> FAILED. The tracking store is a SQLite database (or a server), never MLflow's
 `./mlruns` file store. With SQLite, connections wait up to a minute for a lock, every call is
@@ -23,9 +24,12 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -257,7 +261,7 @@ class Tracker:
         artifacts: Iterable[tuple[Path, str | None]] = (),
     ) -> None:
         for path, folder in artifacts:
-            if path.is_file():
+            if path.is_file() and not (path.suffix == ".pt" and self._link(run_id, path, folder)):
                 self._call(
                     lambda path=path, folder=folder: self.client.log_artifact(
                         run_id, str(path), artifact_path=folder
@@ -265,6 +269,29 @@ class Tracker:
                 )
         self.set_tags(run_id, tags)
         self._call(lambda: self.client.set_terminated(run_id, status))
+
+    def _link(self, run_id: str, checkpoint: Path, folder: str | None) -> bool:
+        """`checkpoint` among the run's artifacts as a hard link, where the artifact store is a
+        folder on the same file system; False where it is not (MLflow then uploads a copy).
+
+        MLflow would copy it: 400 MB of the full model per trial, the trial folder's
+        `best.pt` twice on disk. A checkpoint is never written in place (each save is a new
+        file renamed over the old), so the link keeps the file as it was when logged."""
+        run = self._call(lambda: self.client.get_run(run_id))
+        location = urlparse(run.info.artifact_uri)
+        if location.scheme not in ("", "file") or location.netloc not in ("", "localhost"):
+            return False
+        target = Path(url2pathname(location.path)) / (folder or "") / checkpoint.name
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(checkpoint, temporary)
+            temporary.replace(target)
+        except OSError as error:  # another file system, or no hard links there
+            logger.debug("checkpoint %s not linked into %s: %s", checkpoint, target, error)
+            temporary.unlink(missing_ok=True)
+            return False
+        return True
 
     def close_lost_run(self, run_id: str, tags: Mapping[str, Any]) -> bool:
         """End the run of a trial whose worker died as KILLED (if it is still RUNNING)."""
