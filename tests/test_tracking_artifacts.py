@@ -1,5 +1,5 @@
 """A trial's checkpoint among its MLflow artifacts: a hard link into a local artifact store
-(no second copy of hundreds of MB), MLflow's own copy where a link cannot be made."""
+(no second copy of hundreds of MB), a copy where a link cannot be made."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_the_checkpoint_is_linked_and_the_log_copied(tmp_path: Path, mlflow_temp
     assert checkpoint.read_bytes() == logged
 
 
-def test_where_no_link_can_be_made_mlflow_copies_it(
+def test_where_no_link_can_be_made_it_is_copied(
     tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def other_file_system(source: object, target: object) -> None:

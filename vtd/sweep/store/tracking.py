@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,6 +36,7 @@ from mlflow.entities.lifecycle_stage import LifecycleStage
 from mlflow.exceptions import MlflowException
 
 from vtd.evaluate.names import SPLIT_PREFIXES
+from vtd.file_links import link_or_copy
 from vtd.sweep.plan.config import Sweep
 from vtd.sweep.plan.weights import WEIGHTS_FRESH
 from vtd.sweep.store.storage import (
@@ -261,7 +261,7 @@ class Tracker:
         artifacts: Iterable[tuple[Path, str | None]] = (),
     ) -> None:
         for path, folder in artifacts:
-            if path.is_file() and not (path.suffix == ".pt" and self._link(run_id, path, folder)):
+            if path.is_file() and not (path.suffix == ".pt" and self._place(run_id, path, folder)):
                 self._call(
                     lambda path=path, folder=folder: self.client.log_artifact(
                         run_id, str(path), artifact_path=folder
@@ -270,27 +270,16 @@ class Tracker:
         self.set_tags(run_id, tags)
         self._call(lambda: self.client.set_terminated(run_id, status))
 
-    def _link(self, run_id: str, checkpoint: Path, folder: str | None) -> bool:
-        """`checkpoint` among the run's artifacts as a hard link, where the artifact store is a
-        folder on the same file system; False where it is not (MLflow then uploads a copy).
-
-        MLflow would copy it: 400 MB of the full model per trial, the trial folder's
-        `best.pt` twice on disk. A checkpoint is never written in place (each save is a new
-        file renamed over the old), so the link keeps the file as it was when logged."""
+    def _place(self, run_id: str, checkpoint: Path, folder: str | None) -> bool:
+        """`checkpoint` among the run's artifacts, a hard link to it where the artifact store
+        is a local folder on the same file system (`link_or_copy`: not a second copy of 400 MB
+        per trial); False where the store is not local (MLflow then uploads it)."""
         run = self._call(lambda: self.client.get_run(run_id))
         location = urlparse(run.info.artifact_uri)
         if location.scheme not in ("", "file") or location.netloc not in ("", "localhost"):
             return False
-        target = Path(url2pathname(location.path)) / (folder or "") / checkpoint.name
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(checkpoint, temporary)
-            temporary.replace(target)
-        except OSError as error:  # another file system, or no hard links there
-            logger.debug("checkpoint %s not linked into %s: %s", checkpoint, target, error)
-            temporary.unlink(missing_ok=True)
-            return False
+        artifacts = Path(url2pathname(location.path)) / (folder or "")
+        link_or_copy(checkpoint, artifacts / checkpoint.name)
         return True
 
     def close_lost_run(self, run_id: str, tags: Mapping[str, Any]) -> bool:
