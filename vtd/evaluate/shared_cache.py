@@ -61,7 +61,7 @@ def frozen_hash(model: torch.nn.Module, frozen: Sequence[torch.nn.Parameter]) ->
     for name, tensor in [*named, *model.named_buffers()]:
         value = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}\n".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy())  # its buffer, no copy
     return digest.hexdigest()
 
 
